@@ -1,0 +1,2 @@
+//! SIP, SDP, RTP and RTCP wire views and parsers
+#![deny(unsafe_code)]

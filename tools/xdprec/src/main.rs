@@ -1,0 +1,4 @@
+//! The `xdprec` command.
+#![deny(unsafe_code)]
+
+fn main() {}

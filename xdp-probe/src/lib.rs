@@ -1,0 +1,2 @@
+//! XDP probe: the C program, embedded, and its aya loader
+#![deny(unsafe_code)]
