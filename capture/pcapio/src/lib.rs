@@ -1,0 +1,2 @@
+//! pcap and pcapng reading and pcap writing.
+#![deny(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Replay generator.
+#![deny(unsafe_code)]

@@ -1,0 +1,8 @@
+//! `xdprec capture`: not implemented yet.
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`xdprec capture` is not implemented yet")
+}

@@ -1,0 +1,8 @@
+//! `xdprec demo`: not implemented yet.
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`xdprec demo` is not implemented yet")
+}
