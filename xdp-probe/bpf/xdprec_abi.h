@@ -42,6 +42,51 @@
  *      socket is there, else passed (counted XDPREC_CNT_NO_SOCKET). OTHER is passed, or dropped
  *      when config.drop_other is set (a dedicated capture NIC). Parse errors and truncated
  *      frames are OTHER (counted by layer).
+ *
+ * Details of the rules (probe.c is the reference; the Rust classifier mirrors these):
+ *   - Ethernet: after XDPREC_VLAN_MAX tags, a further 0x8100/0x88a8 is an unknown EtherType:
+ *     OTHER, no error. Any EtherType other than 0x0800/0x86dd is OTHER.
+ *   - IPv4: version 4, IHL >= 5 and total length >= IHL*4, else PARSE_ERROR; header (with
+ *     options) cut by the frame end: TRUNC_IPV4. IPv6: version 6 else PARSE_ERROR.
+ *     Extension headers 0, 43, 60 are (hdrlen+1)*8 bytes, 44 is 8 bytes; each counts toward
+ *     XDPREC_IPV6_EXT_MAX; the fragment header ends the chain. An extension header still
+ *     left after XDPREC_IPV6_EXT_MAX of them: IPV6_EXT_LIMIT, OTHER.
+ *   - "Payload length" is what the headers declare: IPv4 total length - IHL*4 (IPv6 payload
+ *     length, 0xffff when it is 0, less the extension headers), for UDP its length field - 8
+ *     (UDP length < 8 or > the IP payload length: PARSE_ERROR), for TCP the IP payload
+ *     length - data offset*4 (data offset < 5 or beyond the IP payload: PARSE_ERROR). A check
+ *     "N <= payload length" also needs the N bytes in the frame (a truncated capture holds
+ *     fewer); Ethernet padding is never payload.
+ *   - Fragments (rule 3) are tested before anything else above IP: a fragment is FRAG when
+ *     its protocol (IPv6: the fragment header's next header) is 17 and config.capture_frags
+ *     is 1, otherwise OTHER; fragments are never unwrapped or looked into.
+ *   - Tunnels are recognised in the outer packet only, before the SIP/RTP rules (UDP to 4789
+ *     or 2152 is a tunnel even when the port is also a SIP port), and counted TUNNEL_* as
+ *     soon as the outer header says so, whether or not the inner packet parses. Inside a
+ *     tunnel, protocols 4, 41, 47 are OTHER and UDP to 4789/2152 is plain UDP.
+ *     GRE: version 0 or 1 and routing bit (0x4000) clear, else PARSE_ERROR; the header is
+ *     4 bytes + 4 for each of C (0x8000), K (0x2000), S (0x1000), and for version 1 A (0x0080).
+ *     0x88be with S clear is ERSPAN type I (Ethernet follows), with S set an 8-byte type II
+ *     header (version nibble 1, else PARSE_ERROR). 0x22eb: a 12-byte type III header
+ *     (version nibble 2, else PARSE_ERROR), + 8 bytes when O (byte 11 bit 0) is set; frame
+ *     type (byte 10 bits 6..2) other than 0 (Ethernet) is OTHER. PPP: optional 0xff 0x03,
+ *     then a 2-byte protocol (0x0021, 0x0057, else OTHER). Other GRE protocols: OTHER.
+ *     VXLAN: 8-byte header with the I flag (0x08) set, else PARSE_ERROR; Ethernet follows.
+ *     GTP-U: version 1 and PT 1 (flags 0x30 under mask 0xf0), else PARSE_ERROR; message
+ *     type other than 255: OTHER; any of E/S/PN (0x07): 4 more bytes, the last being the
+ *     next extension type; with E (0x04) extension headers follow while that type is not 0:
+ *     a length byte in 4-byte units (0: PARSE_ERROR), next type in the header's last byte, at
+ *     most XDPREC_GTPU_EXT_MAX of them (else GTPU_EXT_LIMIT, OTHER). The inner packet is IP
+ *     by its version nibble (4 or 6, else OTHER). Inner Ethernet takes VLAN tags as outer.
+ *   - A cut tunnel header counts TRUNC_TUNNEL; a cut inner header counts its own layer
+ *     (TRUNC_ETH, TRUNC_IPV4...).
+ *   - TCP flow key: addresses as 16 bytes (IPv4 mapped), compared as big-endian byte
+ *     strings, then ports compared in host order; the lower endpoint goes into addr_a/port_a.
+ *     A flow hit refreshes the value (bpf_ktime_get_ns); entries leave only by LRU eviction.
+ *   - Counting: exactly one CLASS_* and exactly one of REDIRECTED/PASSED/DROPPED per frame
+ *     (an ABI mismatch counts ABI_MISMATCH + PASSED and no class). VLAN, IPV4 and IPV6 count
+ *     the outer layer only. REDIRECTED means bpf_redirect_map accepted the frame; a full
+ *     socket ring is counted by the socket (XDP_STATISTICS), not here.
  */
 #ifndef XDPREC_ABI_H
 #define XDPREC_ABI_H
@@ -64,6 +109,7 @@ typedef uint64_t __u64;
 #define XDPREC_IPV6_EXT_MAX 4
 #define XDPREC_VXLAN_PORT 4789
 #define XDPREC_GTPU_PORT 2152
+#define XDPREC_GTPU_EXT_MAX 4
 
 /* Class of a frame. Also stored in every segment record. */
 enum xdprec_class {
@@ -113,7 +159,9 @@ enum xdprec_counter {
 	XDPREC_CNT_TRUNC_TUNNEL = 31,
 	XDPREC_CNT_IPV6_EXT_LIMIT = 32,  /* more extension headers than XDPREC_IPV6_EXT_MAX */
 	XDPREC_CNT_TCP_FLOW_FULL = 33,   /* reserved: LRU evictions are not visible to BPF */
-	XDPREC_CNT_MAX = 34,
+	XDPREC_CNT_ABI_MISMATCH = 34,    /* config.abi_version != XDPREC_ABI_VERSION: passed */
+	XDPREC_CNT_GTPU_EXT_LIMIT = 35,  /* more GTP-U extension headers than XDPREC_GTPU_EXT_MAX */
+	XDPREC_CNT_MAX = 36,
 };
 
 struct xdprec_config {
@@ -124,7 +172,7 @@ struct xdprec_config {
 	__u16 rtp_port_hi;          /* inclusive */
 	__u8 drop_other;            /* 1: XDP_DROP what is not classified (dedicated capture NIC) */
 	__u8 sip_by_content;        /* 1: recognise SIP on any port by its first line */
-	__u8 capture_frags;         /* 1: steer IP fragments of UDP datagrams (class FRAG) */
+	__u8 capture_frags;         /* 1: steer IP fragments of UDP datagrams (class FRAG); 0: OTHER */
 	__u8 _pad[3];
 };
 

@@ -1,8 +1,267 @@
-//! `xdprec replay`: not implemented yet.
+//! `xdprec replay`: send a capture, or N synthetic concurrent calls, into an interface.
+//!
+//! Contract command line (driven by outside checks; keep it):
+//! `xdprec replay --iface IF (--pcap FILE | --synth N) [--pps N | --mbps N | --topspeed]
+//!  [--loop N] [--duration S] [--write-pcap OUT]`
+//!
+//! Extras: `--sender auto|live|afxdp|packet`, `--vlan ID`, `--call-secs S`, `--cps R`,
+//! `--seed N`. `--iface` may be left out when `--write-pcap` is given (write only).
+//!
+//! Timing: with `--pps` or `--mbps` the frames go at that rate (token bucket, batches of about
+//! 1 ms of traffic); with `--topspeed` as fast as the sender goes; with neither (the default)
+//! they follow their own timeline: a capture's inter-packet gaps, or real time for synthetic
+//! calls (N calls are about 100·N packets/s). Writing only (no `--iface`) runs at top speed.
+//!
+//! Bounds: `--duration S` (wall clock) and `--loop N` end every run. `--loop` is the number of
+//! passes over a capture (default 1; 0 = forever, needs `--duration`), or the number of calls
+//! each synthetic slot makes (default 1 without `--duration`, unbounded with it). When writing
+//! only, `--duration` bounds the synthetic timeline instead. Ctrl-C (SIGINT) or SIGTERM stops
+//! cleanly with a summary; a second one exits at once.
+//!
+//! Senders: `live` = BPF_PROG_RUN live frames of `xdprec_replay_tx` (XDP_TX) with
+//! ingress_ifindex = the interface (needs a driver with ndo_xdp_xmit; on veth the peer needs
+//! an XDP program or GRO on), `packet` = AF_PACKET sendmmsg (any interface), `afxdp` is not
+//! implemented. `auto` picks `live` on veth when the program loads, else `packet`, and logs
+//! which it chose.
+
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+use xdprec_replay::sender::iface_driver;
+use xdprec_replay::{
+    run, stop_on_signals, FrameSource, IfaceCounters, Limits, LiveSender, MonotonicClock, Pace,
+    PacketSender, PcapSender, PcapSource, Sender, SenderKind, Summary, Synth, SynthConfig, Tee,
+};
 
 #[derive(clap::Args)]
-pub struct Args {}
+#[command(group(clap::ArgGroup::new("input").required(true).args(["pcap", "synth"])))]
+#[command(group(clap::ArgGroup::new("rate").args(["pps", "mbps", "topspeed"])))]
+pub struct Args {
+    /// Interface to send into (optional with --write-pcap: then write only).
+    #[arg(long, value_name = "IF", required_unless_present = "write_pcap")]
+    pub iface: Option<String>,
+    /// Replay this pcap/pcapng file (any link type), in file order.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Generate N concurrent synthetic calls (SIP + G.711 RTP + RTCP).
+    #[arg(long, value_name = "N")]
+    pub synth: Option<u32>,
+    /// Packets per second.
+    #[arg(long, value_name = "N")]
+    pub pps: Option<u64>,
+    /// Megabits per second of frame data.
+    #[arg(long, value_name = "N")]
+    pub mbps: Option<f64>,
+    /// As fast as the sender goes.
+    #[arg(long)]
+    pub topspeed: bool,
+    /// Passes over the capture (0 = forever), or calls per synthetic slot.
+    #[arg(long = "loop", value_name = "N")]
+    pub loops: Option<u64>,
+    /// Stop after S seconds.
+    #[arg(long, value_name = "S")]
+    pub duration: Option<f64>,
+    /// Also (or, without --iface, only) write the traffic to this pcap.
+    #[arg(long, value_name = "OUT")]
+    pub write_pcap: Option<PathBuf>,
+    /// How to send.
+    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = parse_sender)]
+    pub sender: SenderKind,
+    /// 802.1Q VLAN tag on synthetic frames.
+    #[arg(long, value_name = "ID")]
+    pub vlan: Option<u16>,
+    /// Length of each synthetic call, INVITE to BYE.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub call_secs: f64,
+    /// Synthetic calls started per second while ramping up (default: N / call-secs).
+    #[arg(long, value_name = "R")]
+    pub cps: Option<f64>,
+    /// Varies Call-IDs, tags and SSRCs between runs (default: from the clock).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`xdprec replay` is not implemented yet")
+fn parse_sender(s: &str) -> Result<SenderKind, String> {
+    match s {
+        "auto" => Ok(SenderKind::Auto),
+        "live" => Ok(SenderKind::Live),
+        "afxdp" => Ok(SenderKind::AfXdp),
+        "packet" => Ok(SenderKind::Packet),
+        _ => Err(format!("`{s}`: give auto, live, afxdp or packet")),
+    }
+}
+
+fn open_sender(kind: SenderKind, iface: &str) -> anyhow::Result<Box<dyn Sender>> {
+    let live = || LiveSender::open(iface, xdprec_probe::REPLAY_TX_OBJECT);
+    Ok(match kind {
+        SenderKind::Live => {
+            let s = live()?;
+            log::info!("sender: live (BPF_PROG_RUN live frames, XDP_TX out of {iface})");
+            Box::new(s)
+        }
+        SenderKind::Packet => {
+            let s = PacketSender::open(iface)?;
+            log::info!(
+                "sender: packet (AF_PACKET sendmmsg on {iface}, qdisc bypass {})",
+                if s.qdisc_bypass { "on" } else { "off" }
+            );
+            Box::new(s)
+        }
+        SenderKind::AfXdp => bail!(
+            "--sender afxdp is not implemented; use --sender live (veth, XDP drivers) or packet"
+        ),
+        SenderKind::Auto => {
+            let driver = iface_driver(iface);
+            if driver.as_deref() == Some("veth") {
+                match live() {
+                    Ok(s) => {
+                        log::info!(
+                            "sender: live (auto: {iface} is veth; BPF_PROG_RUN live frames, \
+                             XDP_TX; the peer needs XDP or GRO on)"
+                        );
+                        return Ok(Box::new(s));
+                    }
+                    Err(e) => log::warn!("live sender unavailable ({e}); using AF_PACKET"),
+                }
+            }
+            let s = PacketSender::open(iface)?;
+            log::info!(
+                "sender: packet (auto: driver {}; AF_PACKET sendmmsg on {iface})",
+                driver.as_deref().unwrap_or("unknown")
+            );
+            Box::new(s)
+        }
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let write_only = args.iface.is_none();
+    let pace = if write_only {
+        Pace::TopSpeed
+    } else if let Some(p) = args.pps {
+        if p == 0 {
+            bail!("--pps 0: give a positive rate");
+        }
+        Pace::Pps(p)
+    } else if let Some(m) = args.mbps {
+        if !(m.is_finite() && m > 0.0) {
+            bail!("--mbps {m}: give a positive rate");
+        }
+        Pace::BitsPerSec((m * 1e6) as u64)
+    } else if args.topspeed {
+        Pace::TopSpeed
+    } else {
+        Pace::Timeline
+    };
+    let duration_ns = match args.duration {
+        Some(d) if !(d.is_finite() && d > 0.0) => bail!("--duration {d}: give positive seconds"),
+        Some(d) => Some((d * 1e9) as u64),
+        None => None,
+    };
+    let now_unix_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+
+    let mut source: Box<dyn FrameSource> = if let Some(path) = &args.pcap {
+        let passes = match args.loops {
+            Some(0) if duration_ns.is_none() => {
+                bail!("--loop 0 (forever) needs --duration")
+            }
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => Some(1),
+        };
+        Box::new(PcapSource::open(path, passes)?)
+    } else {
+        let n = args.synth.unwrap_or(0);
+        if !(args.call_secs.is_finite() && args.call_secs > 0.0) {
+            bail!("--call-secs {}: give positive seconds", args.call_secs);
+        }
+        let mut cfg = SynthConfig::new(n);
+        cfg.call_ns = (args.call_secs * 1e9) as u64;
+        cfg.cps = args.cps;
+        cfg.vlan = args.vlan;
+        cfg.generations = match (args.loops, duration_ns) {
+            (Some(0), None) => bail!("--loop 0 (forever) needs --duration"),
+            (Some(0), Some(_)) => None,
+            (Some(g), _) => Some(g),
+            (None, Some(_)) => None,
+            (None, None) => Some(1),
+        };
+        if write_only {
+            cfg.duration_ns = duration_ns;
+        }
+        cfg.start_unix_ns = now_unix_ns;
+        cfg.seed = args.seed.unwrap_or(now_unix_ns);
+        Box::new(Synth::new(cfg)?)
+    };
+
+    let mut sender: Box<dyn Sender> = match (&args.iface, &args.write_pcap) {
+        (None, Some(out)) => {
+            log::info!("sender: none (writing {} only)", out.display());
+            Box::new(PcapSender::create(out)?)
+        }
+        (Some(iface), out) => {
+            let primary = open_sender(args.sender, iface)?;
+            match out {
+                Some(out) => Box::new(Tee {
+                    primary,
+                    pcap: PcapSender::create(out)?,
+                }),
+                None => primary,
+            }
+        }
+        (None, None) => bail!("give --iface IF, --write-pcap OUT, or both"),
+    };
+
+    let before = args.iface.as_deref().and_then(IfaceCounters::read);
+    let stop = stop_on_signals().context("installing the SIGINT/SIGTERM handler")?;
+    let limits = Limits {
+        duration_ns: if write_only { None } else { duration_ns },
+        frames_max: None,
+    };
+    let clock = MonotonicClock::new();
+    let s = run(
+        source.as_mut(),
+        sender.as_mut(),
+        pace,
+        limits,
+        &clock,
+        stop,
+        &mut |p: &Summary| {
+            eprintln!(
+                "replay: {:6.1} s  {:>10.0} pkt/s  {:>9.1} Mbit/s  total {} pkts  errors {}",
+                p.elapsed_ns as f64 / 1e9,
+                p.interval_pps(),
+                p.interval_mbps(),
+                p.packets,
+                p.errors
+            );
+        },
+    )?;
+    let after = args.iface.as_deref().and_then(IfaceCounters::read);
+    eprintln!(
+        "replay: done ({:?}) sender {}: {} packets, {} bytes in {:.3} s = {:.0} pkt/s, {:.1} Mbit/s; \
+         errors {}, busy retries {}, input packets skipped {}",
+        s.end.unwrap_or(xdprec_replay::EndReason::SourceEnd),
+        s.sender,
+        s.packets,
+        s.bytes,
+        s.elapsed_ns as f64 / 1e9,
+        s.pps(),
+        s.mbps(),
+        s.errors,
+        s.busy,
+        s.skipped
+    );
+    if let (Some(b), Some(a), Some(iface)) = (before, after, args.iface.as_deref()) {
+        eprintln!(
+            "replay: {iface} counters: tx_packets +{}, tx_dropped +{}, tx_errors +{}",
+            a.tx_packets.saturating_sub(b.tx_packets),
+            a.tx_dropped.saturating_sub(b.tx_dropped),
+            a.tx_errors.saturating_sub(b.tx_errors)
+        );
+    }
+    Ok(())
 }

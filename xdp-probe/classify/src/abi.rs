@@ -10,6 +10,8 @@ pub const VLAN_MAX: usize = 2;
 pub const IPV6_EXT_MAX: usize = 4;
 pub const VXLAN_PORT: u16 = 4789;
 pub const GTPU_PORT: u16 = 2152;
+/// `XDPREC_GTPU_EXT_MAX`: GTP-U extension headers followed at most.
+pub const GTPU_EXT_MAX: usize = 4;
 
 /// Map names, as in the ABI header.
 pub const MAP_CONFIG: &str = "xdprec_config";
@@ -122,10 +124,12 @@ counters! {
     TruncTunnel = 31, "trunc_tunnel";
     Ipv6ExtLimit = 32, "ipv6_ext_limit";
     TcpFlowFull = 33, "tcp_flow_full";
+    AbiMismatch = 34, "abi_mismatch";
+    GtpuExtLimit = 35, "gtpu_ext_limit";
 }
 
 /// `XDPREC_CNT_MAX`.
-pub const COUNTER_MAX: u32 = 34;
+pub const COUNTER_MAX: u32 = 36;
 
 /// `struct xdprec_config`.
 #[repr(C)]
@@ -159,7 +163,7 @@ pub const FLOW_KEY_SIZE: usize = 40;
 
 const _: () = assert!(core::mem::size_of::<ProbeConfig>() == CONFIG_SIZE);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == FLOW_KEY_SIZE);
-const _: () = assert!(Counter::TcpFlowFull as u32 + 1 == COUNTER_MAX);
+const _: () = assert!(Counter::GtpuExtLimit as u32 + 1 == COUNTER_MAX);
 
 impl Default for ProbeConfig {
     fn default() -> Self {

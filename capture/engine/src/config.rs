@@ -1,0 +1,752 @@
+//! Capture configuration: command-line values, an optional TOML file, validation.
+//!
+//! Precedence: a flag wins over the file, the file over the defaults. Everything is checked
+//! before anything starts (no probe loaded, no socket bound): a bad port, an empty or inverted
+//! RTP range, an unknown interface, a queue the device lacks or a core that does not exist is
+//! a [`ConfigError`] naming the offending value.
+//!
+//! TOML file (every key optional, unknown keys are an error):
+//!
+//! ```toml
+//! iface = ["eth1", "eth2"]
+//! store = "/var/lib/xdprec/store"
+//! recorder = "rec-a"
+//! queues = "0-3"            # or a list [0, 1, 2, 3]
+//! cores = "2,3,4,5"
+//! xdp_mode = "auto"         # auto | native | skb
+//! sip_ports = [5060, 5080]
+//! rtp_ports = "10000-20000"
+//! segment_mb = 256
+//! seal_secs = 60
+//! ring_size = 32768
+//! frame_size = 4096
+//! batch_size = 256
+//! streams_max = 65536
+//! compress_sealed = false
+//! reasm_datagrams_max = 256
+//! reasm_frags_max = 64
+//! reasm_bytes_max = 8388608
+//! reasm_timeout_ms = 5000
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use xdprec_classify::abi::SIP_PORTS_MAX;
+use xdprec_classify::ProbeConfig;
+
+/// Error in the capture configuration. Each names the value and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("{what}: {message}")]
+    Invalid { what: &'static str, message: String },
+    #[error("interface `{0}` does not exist (see `ip link`)")]
+    UnknownIface(String),
+    #[error(
+        "interface `{iface}` has {count} rx queue(s) (0..={last}); queue {queue} does not exist"
+    )]
+    NoSuchQueue {
+        iface: String,
+        queue: u32,
+        count: u32,
+        last: u32,
+    },
+    #[error("core {core} does not exist or is not allowed for this process (allowed: {allowed})")]
+    NoSuchCore { core: usize, allowed: String },
+}
+
+fn invalid(what: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        what,
+        message: message.into(),
+    }
+}
+
+/// How the probe is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum XdpModeSel {
+    #[default]
+    Auto,
+    Native,
+    Skb,
+}
+
+impl std::str::FromStr for XdpModeSel {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "auto" => Ok(XdpModeSel::Auto),
+            "native" | "driver" => Ok(XdpModeSel::Native),
+            "skb" | "generic" => Ok(XdpModeSel::Skb),
+            _ => Err(invalid(
+                "--xdp-mode",
+                format!("`{s}` is not one of auto, native, skb"),
+            )),
+        }
+    }
+}
+
+impl XdpModeSel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpModeSel::Auto => "auto",
+            XdpModeSel::Native => "native",
+            XdpModeSel::Skb => "skb",
+        }
+    }
+}
+
+/// Limits of IP fragment reassembly (per capture thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReasmLimits {
+    /// Datagrams being reassembled at once.
+    pub datagrams_max: usize,
+    /// Fragments of one datagram.
+    pub frags_max: usize,
+    /// Fragment payload bytes held over all datagrams in flight.
+    pub bytes_max: usize,
+    /// A datagram not complete after this long is dropped (counted).
+    pub timeout_ns: u64,
+}
+
+impl Default for ReasmLimits {
+    fn default() -> Self {
+        ReasmLimits {
+            datagrams_max: 256,
+            frags_max: 64,
+            bytes_max: 8 << 20,
+            timeout_ns: 5_000_000_000,
+        }
+    }
+}
+
+/// The complete, validated-on-demand capture configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaptureConfig {
+    pub ifaces: Vec<String>,
+    pub store: PathBuf,
+    pub recorder: String,
+    /// `None`: every rx queue of each device.
+    pub queues: Option<Vec<u32>>,
+    /// `None`: spread over the allowed cores.
+    pub cores: Option<Vec<usize>>,
+    pub xdp_mode: XdpModeSel,
+    pub sip_ports: Vec<u16>,
+    pub rtp_port_lo: u16,
+    pub rtp_port_hi: u16,
+    pub segment_bytes_max: u64,
+    pub seal_after_ns: u64,
+    /// Entries of the rx ring and of the fill ring (a power of two). NOTES.md: 4096 lost
+    /// packets under vCPU stalls, 32768 did not.
+    pub ring_size: u32,
+    /// UMEM frame size (power of two, 2048 or 4096).
+    pub frame_size: u32,
+    /// Descriptors taken from the rx ring at once.
+    pub batch_size: usize,
+    pub streams_max: u32,
+    pub compress_sealed: bool,
+    pub reasm: ReasmLimits,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            ifaces: Vec::new(),
+            store: PathBuf::new(),
+            recorder: default_recorder(),
+            queues: None,
+            cores: None,
+            xdp_mode: XdpModeSel::Auto,
+            sip_ports: vec![5060],
+            rtp_port_lo: 1024,
+            rtp_port_hi: 65535,
+            segment_bytes_max: 256 << 20,
+            seal_after_ns: 60_000_000_000,
+            ring_size: 32768,
+            frame_size: 4096,
+            batch_size: 256,
+            streams_max: 65536,
+            compress_sealed: false,
+            reasm: ReasmLimits::default(),
+        }
+    }
+}
+
+/// The host name (`/proc/sys/kernel/hostname`), or "xdprec".
+pub fn default_recorder() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "xdprec".to_string())
+}
+
+/// The TOML file, as read. Every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub iface: Option<OneOrMany>,
+    pub store: Option<PathBuf>,
+    pub recorder: Option<String>,
+    pub queues: Option<ListOrString>,
+    pub cores: Option<ListOrString>,
+    pub xdp_mode: Option<String>,
+    pub sip_ports: Option<ListOrString>,
+    pub rtp_ports: Option<String>,
+    pub segment_mb: Option<u64>,
+    pub seal_secs: Option<u64>,
+    pub ring_size: Option<u32>,
+    pub frame_size: Option<u32>,
+    pub batch_size: Option<usize>,
+    pub streams_max: Option<u32>,
+    pub compress_sealed: Option<bool>,
+    pub reasm_datagrams_max: Option<usize>,
+    pub reasm_frags_max: Option<usize>,
+    pub reasm_bytes_max: Option<usize>,
+    pub reasm_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ListOrString {
+    List(Vec<u64>),
+    Text(String),
+}
+
+impl ListOrString {
+    fn to_u64s(&self, what: &'static str) -> Result<Vec<u64>, ConfigError> {
+        match self {
+            ListOrString::List(v) => Ok(v.clone()),
+            ListOrString::Text(s) => parse_list(s, what),
+        }
+    }
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Command-line values; `None` / empty means "not given".
+#[derive(Clone, Debug, Default)]
+pub struct FlagValues {
+    pub ifaces: Vec<String>,
+    pub store: Option<PathBuf>,
+    pub recorder: Option<String>,
+    pub queues: Option<String>,
+    pub cores: Option<String>,
+    pub xdp_mode: Option<String>,
+    pub sip_ports: Option<String>,
+    pub rtp_ports: Option<String>,
+    pub segment_mb: Option<u64>,
+    pub seal_secs: Option<u64>,
+    pub ring_size: Option<u32>,
+    pub frame_size: Option<u32>,
+    pub batch_size: Option<usize>,
+}
+
+fn to_u32s(v: Vec<u64>, what: &'static str) -> Result<Vec<u32>, ConfigError> {
+    v.into_iter()
+        .map(|x| u32::try_from(x).map_err(|_| invalid(what, format!("{x} is out of range"))))
+        .collect()
+}
+
+fn to_ports(v: Vec<u64>, what: &'static str) -> Result<Vec<u16>, ConfigError> {
+    v.into_iter()
+        .map(|x| match u16::try_from(x) {
+            Ok(0) => Err(invalid(what, "port 0 is not a valid port")),
+            Ok(p) => Ok(p),
+            Err(_) => Err(invalid(what, format!("{x} is not a port (1..=65535)"))),
+        })
+        .collect()
+}
+
+impl CaptureConfig {
+    /// Merges flags over the file over the defaults, then checks the values that do not need
+    /// the system ([`CaptureConfig::validate`]).
+    pub fn from_sources(
+        flags: &FlagValues,
+        file: Option<&FileConfig>,
+    ) -> Result<CaptureConfig, ConfigError> {
+        let mut c = CaptureConfig::default();
+        if let Some(f) = file {
+            if let Some(i) = &f.iface {
+                c.ifaces = match i {
+                    OneOrMany::One(s) => vec![s.clone()],
+                    OneOrMany::Many(v) => v.clone(),
+                };
+            }
+            if let Some(s) = &f.store {
+                c.store = s.clone();
+            }
+            if let Some(r) = &f.recorder {
+                c.recorder = r.clone();
+            }
+            if let Some(q) = &f.queues {
+                c.queues = Some(to_u32s(q.to_u64s("queues")?, "queues")?);
+            }
+            if let Some(q) = &f.cores {
+                c.cores = Some(
+                    q.to_u64s("cores")?
+                        .into_iter()
+                        .map(|x| x as usize)
+                        .collect(),
+                );
+            }
+            if let Some(m) = &f.xdp_mode {
+                c.xdp_mode = m.parse()?;
+            }
+            if let Some(p) = &f.sip_ports {
+                c.sip_ports = to_ports(p.to_u64s("sip_ports")?, "sip_ports")?;
+            }
+            if let Some(r) = &f.rtp_ports {
+                (c.rtp_port_lo, c.rtp_port_hi) = parse_port_range(r, "rtp_ports")?;
+            }
+            if let Some(v) = f.segment_mb {
+                c.segment_bytes_max = v.saturating_mul(1 << 20);
+            }
+            if let Some(v) = f.seal_secs {
+                c.seal_after_ns = v.saturating_mul(1_000_000_000);
+            }
+            if let Some(v) = f.ring_size {
+                c.ring_size = v;
+            }
+            if let Some(v) = f.frame_size {
+                c.frame_size = v;
+            }
+            if let Some(v) = f.batch_size {
+                c.batch_size = v;
+            }
+            if let Some(v) = f.streams_max {
+                c.streams_max = v;
+            }
+            if let Some(v) = f.compress_sealed {
+                c.compress_sealed = v;
+            }
+            if let Some(v) = f.reasm_datagrams_max {
+                c.reasm.datagrams_max = v;
+            }
+            if let Some(v) = f.reasm_frags_max {
+                c.reasm.frags_max = v;
+            }
+            if let Some(v) = f.reasm_bytes_max {
+                c.reasm.bytes_max = v;
+            }
+            if let Some(v) = f.reasm_timeout_ms {
+                c.reasm.timeout_ns = v.saturating_mul(1_000_000);
+            }
+        }
+        if !flags.ifaces.is_empty() {
+            c.ifaces = flags.ifaces.clone();
+        }
+        if let Some(s) = &flags.store {
+            c.store = s.clone();
+        }
+        if let Some(r) = &flags.recorder {
+            c.recorder = r.clone();
+        }
+        if let Some(q) = &flags.queues {
+            c.queues = Some(to_u32s(parse_list(q, "--queues")?, "--queues")?);
+        }
+        if let Some(q) = &flags.cores {
+            c.cores = Some(
+                parse_list(q, "--cores")?
+                    .into_iter()
+                    .map(|x| x as usize)
+                    .collect(),
+            );
+        }
+        if let Some(m) = &flags.xdp_mode {
+            c.xdp_mode = m.parse()?;
+        }
+        if let Some(p) = &flags.sip_ports {
+            c.sip_ports = to_ports(parse_list(p, "--sip-ports")?, "--sip-ports")?;
+        }
+        if let Some(r) = &flags.rtp_ports {
+            (c.rtp_port_lo, c.rtp_port_hi) = parse_port_range(r, "--rtp-ports")?;
+        }
+        if let Some(v) = flags.segment_mb {
+            c.segment_bytes_max = v.saturating_mul(1 << 20);
+        }
+        if let Some(v) = flags.seal_secs {
+            c.seal_after_ns = v.saturating_mul(1_000_000_000);
+        }
+        if let Some(v) = flags.ring_size {
+            c.ring_size = v;
+        }
+        if let Some(v) = flags.frame_size {
+            c.frame_size = v;
+        }
+        if let Some(v) = flags.batch_size {
+            c.batch_size = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks what can be checked without the system.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.store.as_os_str().is_empty() {
+            return Err(invalid("--store", "a store directory is required"));
+        }
+        if self.recorder.is_empty()
+            || self.recorder.len() > 63
+            || !self
+                .recorder
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            || self.recorder.starts_with('.')
+        {
+            return Err(invalid(
+                "--recorder",
+                format!(
+                    "`{}` must be 1..=63 characters of A-Z a-z 0-9 . _ - (not starting with .)",
+                    self.recorder
+                ),
+            ));
+        }
+        if self.sip_ports.is_empty() || self.sip_ports.len() > SIP_PORTS_MAX {
+            return Err(invalid(
+                "--sip-ports",
+                format!("give 1..={SIP_PORTS_MAX} ports"),
+            ));
+        }
+        if self.sip_ports.contains(&0) {
+            return Err(invalid("--sip-ports", "port 0 is not a valid port"));
+        }
+        if self.rtp_port_lo == 0 || self.rtp_port_lo > self.rtp_port_hi {
+            return Err(invalid(
+                "--rtp-ports",
+                format!(
+                    "{}-{} is not a range LO-HI with 1 <= LO <= HI",
+                    self.rtp_port_lo, self.rtp_port_hi
+                ),
+            ));
+        }
+        if !self.ring_size.is_power_of_two() || !(64..=1 << 20).contains(&self.ring_size) {
+            return Err(invalid(
+                "--ring-size",
+                format!("{} must be a power of two in 64..=1048576", self.ring_size),
+            ));
+        }
+        if self.frame_size != 2048 && self.frame_size != 4096 {
+            return Err(invalid(
+                "frame_size",
+                format!("{} must be 2048 or 4096", self.frame_size),
+            ));
+        }
+        if self.batch_size == 0 || self.batch_size > 4096 {
+            return Err(invalid("batch_size", "must be in 1..=4096"));
+        }
+        if self.segment_bytes_max < (1 << 20) {
+            return Err(invalid("--segment-mb", "must be at least 1"));
+        }
+        if self.seal_after_ns == 0 {
+            return Err(invalid("--seal-secs", "must be at least 1"));
+        }
+        if self.streams_max == 0 {
+            return Err(invalid("streams_max", "must be at least 1"));
+        }
+        let r = &self.reasm;
+        if r.datagrams_max == 0 || r.datagrams_max > 65536 {
+            return Err(invalid("reasm_datagrams_max", "must be in 1..=65536"));
+        }
+        if r.frags_max == 0 || r.frags_max > 1024 {
+            return Err(invalid("reasm_frags_max", "must be in 1..=1024"));
+        }
+        if r.bytes_max < 65536 || r.bytes_max > 1 << 30 {
+            return Err(invalid("reasm_bytes_max", "must be in 65536..=1073741824"));
+        }
+        if r.timeout_ns == 0 {
+            return Err(invalid("reasm_timeout_ms", "must be at least 1"));
+        }
+        for i in &self.ifaces {
+            if i.is_empty() || i.len() > 15 || i.contains('/') || i.starts_with('.') {
+                return Err(invalid(
+                    "--iface",
+                    format!("`{i}` is not an interface name"),
+                ));
+            }
+        }
+        let mut seen = self.ifaces.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.ifaces.len() {
+            return Err(invalid("--iface", "an interface is given twice"));
+        }
+        Ok(())
+    }
+
+    /// The probe configuration these settings ask for.
+    pub fn probe_config(&self) -> ProbeConfig {
+        let mut p = ProbeConfig {
+            sip_ports: [0; SIP_PORTS_MAX],
+            ..Default::default()
+        };
+        for (i, port) in self.sip_ports.iter().take(SIP_PORTS_MAX).enumerate() {
+            p.sip_ports[i] = *port;
+        }
+        p.sip_port_count = self.sip_ports.len().min(SIP_PORTS_MAX) as u16;
+        p.rtp_port_lo = self.rtp_port_lo;
+        p.rtp_port_hi = self.rtp_port_hi;
+        p
+    }
+
+    /// Resolves interfaces, queues and cores against the system: one [`QueuePlan`] per
+    /// capture thread. Fails on an unknown interface, a queue beyond the device's, a core
+    /// that does not exist.
+    pub fn plan(&self) -> Result<Vec<QueuePlan>, ConfigError> {
+        if self.ifaces.is_empty() {
+            return Err(invalid(
+                "--iface",
+                "give at least one interface (or --pcap)",
+            ));
+        }
+        let allowed = allowed_cores();
+        if let Some(cores) = &self.cores {
+            if cores.is_empty() {
+                return Err(invalid("--cores", "the list is empty"));
+            }
+            for c in cores {
+                if !allowed.contains(c) {
+                    return Err(ConfigError::NoSuchCore {
+                        core: *c,
+                        allowed: format_list(&allowed),
+                    });
+                }
+            }
+        }
+        let mut plan = Vec::new();
+        for iface in &self.ifaces {
+            let count = rx_queue_count(iface)?;
+            let queues: Vec<u32> = match &self.queues {
+                Some(q) => q.clone(),
+                None => (0..count).collect(),
+            };
+            if queues.is_empty() {
+                return Err(invalid("--queues", "the list is empty"));
+            }
+            for q in queues {
+                if q >= count {
+                    return Err(ConfigError::NoSuchQueue {
+                        iface: iface.clone(),
+                        queue: q,
+                        count,
+                        last: count.saturating_sub(1),
+                    });
+                }
+                plan.push(QueuePlan {
+                    iface: iface.clone(),
+                    queue: q,
+                    core: None,
+                });
+            }
+        }
+        let pool: Vec<usize> = match &self.cores {
+            Some(c) => c.clone(),
+            None => allowed,
+        };
+        if !pool.is_empty() {
+            for (i, p) in plan.iter_mut().enumerate() {
+                p.core = Some(pool[i % pool.len()]);
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// One capture thread: an interface queue and the core it is pinned to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuePlan {
+    pub iface: String,
+    pub queue: u32,
+    /// `None` when the process may not learn its cores (then threads are not pinned).
+    pub core: Option<usize>,
+}
+
+/// Cores this process may run on.
+pub fn allowed_cores() -> Vec<usize> {
+    let mut v: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Number of rx queues of `iface` (from sysfs). Unknown interface: an error.
+pub fn rx_queue_count(iface: &str) -> Result<u32, ConfigError> {
+    if iface.is_empty() || iface.contains('/') || iface.starts_with('.') {
+        return Err(ConfigError::UnknownIface(iface.to_string()));
+    }
+    let dir = Path::new("/sys/class/net").join(iface);
+    if !dir.exists() {
+        return Err(ConfigError::UnknownIface(iface.to_string()));
+    }
+    let n = std::fs::read_dir(dir.join("queues"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count() as u32
+        })
+        .unwrap_or(1);
+    Ok(n.max(1))
+}
+
+fn format_list(v: &[usize]) -> String {
+    let s: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    s.join(",")
+}
+
+/// Parses "0,1,4-6" into [0, 1, 4, 5, 6]. At most 4096 values.
+pub fn parse_list(s: &str, what: &'static str) -> Result<Vec<u64>, ConfigError> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(invalid(what, format!("`{s}` has an empty item")));
+        }
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (parse_num(a, what)?, parse_num(b, what)?),
+            None => {
+                let v = parse_num(part, what)?;
+                (v, v)
+            }
+        };
+        if lo > hi {
+            return Err(invalid(what, format!("range `{part}` has LO > HI")));
+        }
+        if hi - lo >= 4096 || out.len() as u64 + (hi - lo) >= 4096 {
+            return Err(invalid(what, format!("`{s}` has too many values")));
+        }
+        out.extend(lo..=hi);
+    }
+    Ok(out)
+}
+
+fn parse_num(s: &str, what: &'static str) -> Result<u64, ConfigError> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| invalid(what, format!("`{s}` is not a number")))
+}
+
+/// Parses "LO-HI" (ports, 1 <= LO <= HI <= 65535).
+pub fn parse_port_range(s: &str, what: &'static str) -> Result<(u16, u16), ConfigError> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| invalid(what, format!("`{s}` is not LO-HI")))?;
+    let lo = to_ports(vec![parse_num(a, what)?], what)?[0];
+    let hi = to_ports(vec![parse_num(b, what)?], what)?[0];
+    if lo > hi {
+        return Err(invalid(what, format!("`{s}`: LO is greater than HI")));
+    }
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> FlagValues {
+        FlagValues {
+            store: Some("/tmp/x".into()),
+            recorder: Some("r1".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lists_and_ranges_parse() {
+        assert_eq!(parse_list("0,1,4-6", "x").unwrap(), vec![0, 1, 4, 5, 6]);
+        assert!(parse_list("3-1", "x").is_err());
+        assert!(parse_list("1,,2", "x").is_err());
+        assert!(parse_list("a", "x").is_err());
+        assert_eq!(
+            parse_port_range("10000-20000", "x").unwrap(),
+            (10000, 20000)
+        );
+        assert!(parse_port_range("0-10", "x").is_err());
+        assert!(parse_port_range("20-10", "x").is_err());
+        assert!(parse_port_range("10-70000", "x").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let mut f = flags();
+        f.sip_ports = Some("0".into());
+        assert!(CaptureConfig::from_sources(&f, None).is_err());
+        let mut f = flags();
+        f.rtp_ports = Some("2000-1000".into());
+        assert!(CaptureConfig::from_sources(&f, None).is_err());
+        let mut f = flags();
+        f.ring_size = Some(1000);
+        assert!(CaptureConfig::from_sources(&f, None).is_err());
+        let mut f = flags();
+        f.xdp_mode = Some("turbo".into());
+        assert!(CaptureConfig::from_sources(&f, None).is_err());
+        let mut f = flags();
+        f.recorder = Some("../etc".into());
+        assert!(CaptureConfig::from_sources(&f, None).is_err());
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let file: FileConfig = toml::from_str(
+            "iface = \"lo\"\nsip_ports = [5070]\nrtp_ports = \"2000-3000\"\nring_size = 4096\n",
+        )
+        .unwrap();
+        let mut f = flags();
+        f.sip_ports = Some("5060,5080".into());
+        let c = CaptureConfig::from_sources(&f, Some(&file)).unwrap();
+        assert_eq!(c.sip_ports, vec![5060, 5080]);
+        assert_eq!((c.rtp_port_lo, c.rtp_port_hi), (2000, 3000));
+        assert_eq!(c.ring_size, 4096);
+        assert_eq!(c.ifaces, vec!["lo".to_string()]);
+        let p = c.probe_config();
+        assert_eq!(p.sip_ports(), &[5060, 5080]);
+        assert_eq!(p.rtp_port_lo, 2000);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("ifcae = \"x\"").is_err());
+    }
+
+    #[test]
+    fn plan_checks_the_system() {
+        let mut c = CaptureConfig::from_sources(&flags(), None).unwrap();
+        c.ifaces = vec!["nonexistent0".into()];
+        assert!(matches!(c.plan(), Err(ConfigError::UnknownIface(_))));
+        c.ifaces = vec!["lo".into()];
+        let plan = c.plan().unwrap();
+        assert!(!plan.is_empty());
+        c.queues = Some(vec![4000]);
+        assert!(matches!(c.plan(), Err(ConfigError::NoSuchQueue { .. })));
+        c.queues = None;
+        c.cores = Some(vec![100_000]);
+        assert!(matches!(c.plan(), Err(ConfigError::NoSuchCore { .. })));
+    }
+}

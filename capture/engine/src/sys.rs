@@ -1,0 +1,245 @@
+//! The crate's only unsafe code: AF_XDP rings (xsk-rs), shared file mappings, atomics over
+//! mapped memory.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicU64;
+
+use memmap2::{Mmap, MmapMut};
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
+
+/// Maps `file` shared, read-write.
+pub fn map_mut(file: &File) -> io::Result<MmapMut> {
+    // SAFETY: the stats file is written only by this process through this mapping (it is
+    // truncated on create); other processes map it read-only and read it through atomics.
+    unsafe { MmapMut::map_mut(file) }
+}
+
+/// Maps `file` read-only.
+pub fn map_ro(file: &File) -> io::Result<Mmap> {
+    // SAFETY: the mapping is only read through atomic loads (see `atomic_u64s`), so a
+    // concurrent writer in another process cannot cause a data race in the Rust sense.
+    unsafe { Mmap::map(file) }
+}
+
+/// Views a mapped, 8-byte aligned region as atomics.
+pub fn atomic_u64s(bytes: &[u8]) -> &[AtomicU64] {
+    let ptr = bytes.as_ptr();
+    assert!(
+        (ptr as usize).is_multiple_of(std::mem::align_of::<AtomicU64>()),
+        "stats mapping must be 8-byte aligned"
+    );
+    // SAFETY: the pointer is aligned (checked above) and the length is rounded down to whole
+    // u64s within `bytes`; AtomicU64 has the size of u64 and interior mutability, and the
+    // region lives in a shared file mapping that is only accessed through atomics (the
+    // writer's stores through its own `&[AtomicU64]` view), so no `&[u8]` read races with a
+    // store. For the read-only mapping only loads are issued.
+    unsafe { std::slice::from_raw_parts(ptr as *const AtomicU64, bytes.len() / 8) }
+}
+
+/// Error opening an AF_XDP socket.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    #[error("{iface} queue {queue}: UMEM of {frames} frames x {frame_size} bytes: {message}")]
+    Umem {
+        iface: String,
+        queue: u32,
+        frames: u32,
+        frame_size: u32,
+        message: String,
+    },
+    #[error("{iface} queue {queue}: AF_XDP socket (xsk_socket__create): {message}")]
+    Socket {
+        iface: String,
+        queue: u32,
+        message: String,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One AF_XDP socket bound to one rx queue, with its own UMEM.
+///
+/// The UMEM has exactly as many frames as the fill ring has entries, so a frame handed back
+/// always finds room in the fill ring: the ring is kept full except for the frames being
+/// processed in the current batch.
+pub struct XskQueue {
+    // Field order is drop order: queues before the UMEM they point into.
+    rx: RxQueue,
+    fq: FillQueue,
+    _tx: TxQueue,
+    _cq: CompQueue,
+    batch: Vec<FrameDesc>,
+    /// Frames the fill ring refused (never expected; kept rather than lost).
+    pending: Vec<FrameDesc>,
+    umem: Umem,
+    ring_size: u32,
+}
+
+// SAFETY: the rings and the UMEM are used by one thread at a time (the capture thread the
+// queue is moved into); xsk-rs types hold raw pointers into mmaps that are valid on any thread.
+unsafe impl Send for XskQueue {}
+
+impl XskQueue {
+    /// Opens a socket on `iface`/`queue` with `ring_size`-entry rx and fill rings, without
+    /// loading libxdp's XDP program (the probe is ours).
+    pub fn open(
+        iface: &str,
+        queue: u32,
+        ring_size: u32,
+        frame_size: u32,
+    ) -> Result<XskQueue, XskError> {
+        let cfg = |e: String| XskError::Config(e);
+        let qs = QueueSize::new(ring_size).map_err(|e| cfg(e.to_string()))?;
+        let small = QueueSize::new(64).map_err(|e| cfg(e.to_string()))?;
+        let fs = FrameSize::new(frame_size).map_err(|e| cfg(e.to_string()))?;
+        let umem_cfg = UmemConfig::builder()
+            .frame_size(fs)
+            .fill_queue_size(qs)
+            .comp_queue_size(small)
+            .build()
+            .map_err(|e| cfg(e.to_string()))?;
+        let frames =
+            std::num::NonZeroU32::new(ring_size).ok_or_else(|| cfg("ring size 0".into()))?;
+        let (umem, descs) = Umem::new(umem_cfg, frames, false).map_err(|e| XskError::Umem {
+            iface: iface.to_string(),
+            queue,
+            frames: ring_size,
+            frame_size,
+            message: e.to_string(),
+        })?;
+        let sock_cfg = SocketConfig::builder()
+            .rx_queue_size(qs)
+            .tx_queue_size(small)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+            .build();
+        let name: Interface = iface.parse().map_err(|_| XskError::Socket {
+            iface: iface.to_string(),
+            queue,
+            message: "bad interface name".into(),
+        })?;
+        // SAFETY: the UMEM is not shared with another socket, so the double-free hazard
+        // documented by xsk-rs (shared UMEM without INHIBIT_PROG_LOAD) does not apply; we set
+        // INHIBIT_PROG_LOAD anyway.
+        let (tx, rx, fq_cq) = unsafe { xsk_rs::Socket::new(sock_cfg, &umem, &name, queue) }
+            .map_err(|e| XskError::Socket {
+                iface: iface.to_string(),
+                queue,
+                message: format!("{e} {}", e.source_text()),
+            })?;
+        let (mut fq, cq) = fq_cq.ok_or_else(|| XskError::Socket {
+            iface: iface.to_string(),
+            queue,
+            message: "no fill/completion ring returned".into(),
+        })?;
+        // SAFETY: the descriptors are this UMEM's frames, none handed to the kernel yet.
+        let filled = unsafe { fq.produce(&descs) };
+        if filled != descs.len() {
+            return Err(XskError::Socket {
+                iface: iface.to_string(),
+                queue,
+                message: format!("fill ring took {filled} of {} frames", descs.len()),
+            });
+        }
+        let batch = descs;
+        Ok(XskQueue {
+            rx,
+            fq,
+            _tx: tx,
+            _cq: cq,
+            pending: Vec::with_capacity(batch.len()),
+            batch,
+            umem,
+            ring_size,
+        })
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.rx.fd().as_raw_fd()
+    }
+
+    pub fn ring_size(&self) -> u32 {
+        self.ring_size
+    }
+
+    /// Entries waiting in the rx ring.
+    pub fn rx_waiting(&mut self) -> u32 {
+        self.rx.nb_avail_exact()
+    }
+
+    /// Waits up to `timeout_ms` for the rx ring to have entries.
+    pub fn poll(&mut self, timeout_ms: i32) -> io::Result<bool> {
+        self.rx.poll(timeout_ms)
+    }
+
+    /// Takes up to `max` frames from the rx ring, calls `f` on each, hands the frames back to
+    /// the fill ring (waking the kernel if it asks). Returns the number of frames.
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        let max = max.min(self.batch.len());
+        // SAFETY: `batch` holds descriptors of this UMEM that are in user space (not in any
+        // ring); consume overwrites them with descriptors the kernel handed back.
+        let n = unsafe { self.rx.consume(&mut self.batch[..max]) };
+        if n == 0 {
+            return Ok(0);
+        }
+        for d in &self.batch[..n] {
+            // SAFETY: the descriptor came from this socket's rx ring, so it points into this
+            // UMEM and the kernel no longer writes the frame until we return it below.
+            let data = unsafe { self.umem.data(d) };
+            f(data.contents());
+        }
+        if !self.pending.is_empty() {
+            // SAFETY: frames of this UMEM that are in user space.
+            let k = unsafe { self.fq.produce(&self.pending) };
+            if k == self.pending.len() {
+                self.pending.clear();
+            }
+        }
+        // SAFETY: these frames were consumed above and are no longer used.
+        let k = unsafe { self.fq.produce(&self.batch[..n]) };
+        if k != n && self.pending.len() + n <= self.pending.capacity() {
+            self.pending.extend_from_slice(&self.batch[..n]);
+        }
+        if self.fq.needs_wakeup() {
+            let _ = self.fq.wakeup(self.rx.fd_mut(), 0);
+        }
+        Ok(n)
+    }
+
+    /// Wakes the kernel if the fill ring asks for it (used while idle).
+    pub fn wakeup_if_needed(&mut self) -> bool {
+        if self.fq.needs_wakeup() {
+            let _ = self.fq.wakeup(self.rx.fd_mut(), 0);
+            return true;
+        }
+        false
+    }
+
+    /// getsockopt(XDP_STATISTICS): (rx_dropped, rx_invalid_descs, rx_ring_full,
+    /// rx_fill_ring_empty_descs).
+    pub fn statistics(&self) -> io::Result<[u64; 4]> {
+        let s = self.rx.fd().xdp_statistics()?;
+        Ok([
+            s.rx_dropped(),
+            s.rx_invalid_descs(),
+            s.rx_ring_full(),
+            s.rx_fill_ring_empty_descs(),
+        ])
+    }
+}
+
+trait SourceText {
+    fn source_text(&self) -> String;
+}
+
+impl<E: std::error::Error> SourceText for E {
+    fn source_text(&self) -> String {
+        self.source().map(|s| format!("({s})")).unwrap_or_default()
+    }
+}

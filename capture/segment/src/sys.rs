@@ -1,0 +1,74 @@
+//! The crate's only unsafe code: memory maps and a few file syscalls.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+use memmap2::{Mmap, MmapMut, MmapOptions};
+
+/// Maps `len` bytes of `file` read-write, shared.
+pub(crate) fn map_mut(file: &File, len: u64) -> io::Result<MmapMut> {
+    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the file is one this process created (a spare or an `.open` segment it holds the
+    // queue lock for), preallocated to at least `len` bytes, and no other writer maps it: the
+    // lock file guarantees one writer per (recorder, iface, queue). The file is never truncated
+    // while mapped (sealing punches a hole instead), so accesses cannot fault with SIGBUS.
+    unsafe { MmapOptions::new().len(len).map_mut(file) }
+}
+
+/// Maps the whole file read-only.
+pub(crate) fn map_ro(file: &File) -> io::Result<Mmap> {
+    // SAFETY: a writer may append to an `.open` file while we read it. Appends only store into
+    // bytes after the last valid record, and every record is checked (length and CRC) before it
+    // is used, so a concurrent store yields at worst a record that fails its check. Segment
+    // files are never truncated (sealing punches a hole), so the mapping cannot go past EOF.
+    unsafe { Mmap::map(file) }
+}
+
+/// Allocates blocks for `[0, len)` so that later writes (through a mapping) cannot hit ENOSPC.
+pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: plain syscall on a valid fd; no memory is passed.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Deallocates `[off, off + len)` keeping the file size (reads there return zeros).
+pub(crate) fn punch_hole(file: &File, off: u64, len: u64) -> io::Result<()> {
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(off), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: plain syscall on a valid fd; no memory is passed.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes an exclusive `flock` without waiting; `Ok(false)` when another process holds it.
+/// The kernel releases it when the process dies, even on SIGKILL.
+pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    // SAFETY: plain syscall on a valid fd.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(false);
+    }
+    Err(e)
+}

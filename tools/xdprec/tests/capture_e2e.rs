@@ -1,0 +1,563 @@
+//! `xdprec capture` end to end on a veth pair inside a network namespace (privileged):
+//! corpus captures replayed with tcpreplay must land in the store exactly (every steered
+//! frame, byte for byte, nothing else); kill -9 and restart recovers; a full store is counted,
+//! not fatal; `xdprec stat --json` reads a running capture.
+//!
+//! Bounded: every wait has a deadline; traffic stays inside the namespace the test creates.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use xdprec_capture::stats::{Field, Snapshot, StatsReader};
+use xdprec_classify::{Class, Classifier, ProbeConfig};
+use xdprec_pcapio::{LinkType, PcapReader};
+use xdprec_segment::{list_segments, SegmentReader, RECORD_FLAG_REASSEMBLED};
+use xdprec_testkit::{require_privileges, require_tool, run, sh, Netns, Veth};
+
+const BIN: &str = env!("CARGO_BIN_EXE_xdprec");
+const MTU: usize = 3000;
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "xdprec-e2e-{tag}-{}-{}",
+        std::process::id(),
+        now_ns() % 1_000_000
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A namespace with a veth pair inside, both ends up, IPv6 off (no stray ND/MLD frames).
+struct Link {
+    ns: Netns,
+    veth: Veth,
+}
+
+impl Link {
+    fn new() -> Link {
+        let ns = Netns::new();
+        let mut veth = Veth::new(1);
+        veth.move_a(&ns);
+        veth.move_b(&ns);
+        let _ = run(&[
+            "ip",
+            "netns",
+            "exec",
+            ns.name(),
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+        ]);
+        let _ = run(&[
+            "ip",
+            "netns",
+            "exec",
+            ns.name(),
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
+        for end in [&veth.a, &veth.b] {
+            ns.exec(&["ip", "link", "set", end, "mtu", &MTU.to_string(), "up"]);
+        }
+        Link { ns, veth }
+    }
+}
+
+/// A running `xdprec capture`, killed on drop if still running.
+struct Capture {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Capture {
+    fn start(link: &Link, store: &Path, extra: &[&str]) -> Capture {
+        let log = store.with_extension(format!("log{}", now_ns() % 1000));
+        let f = std::fs::File::create(&log).unwrap();
+        let mut cmd = link.ns.command(BIN);
+        cmd.args(["capture", "--iface", &link.veth.a, "--store"])
+            .arg(store)
+            .args(["--recorder", "e2e", "--ring-size", "8192"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(f.try_clone().unwrap());
+        let child = cmd.spawn().expect("spawn xdprec capture");
+        let mut c = Capture { child, log };
+        c.wait_ready(store, &link.veth.a);
+        c
+    }
+
+    fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Ready: the control thread has published after the probe was attached.
+    fn wait_ready(&mut self, store: &Path, iface: &str) {
+        let path = store.join("stats").join(format!("e2e-{iface}-q0.stats"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if !self.alive() {
+                panic!("capture exited early:\n{}", self.log_text());
+            }
+            if let Ok(r) = StatsReader::open(&path) {
+                // The pid tells this capture's file from one a killed predecessor left.
+                let pid = u64::from(self.child.id());
+                if r.read()
+                    .map(|s| s.seq >= 2 && s.pid == pid)
+                    .unwrap_or(false)
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "capture not ready:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        sh(&["kill", sig, &self.child.id().to_string()]);
+    }
+
+    /// SIGINT, then the exit status (bounded wait).
+    fn stop(mut self) -> (bool, String) {
+        self.signal("-INT");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return (st.success(), self.log_text());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("capture did not stop on SIGINT:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if self.alive() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn snapshot(store: &Path, iface: &str) -> Snapshot {
+    let path = store.join("stats").join(format!("e2e-{iface}-q0.stats"));
+    StatsReader::open(&path).unwrap().read().unwrap()
+}
+
+/// Waits until `f(snapshot)` holds (bounded).
+fn wait_for(
+    store: &Path,
+    iface: &str,
+    secs: u64,
+    what: &str,
+    f: impl Fn(&Snapshot) -> bool,
+) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = snapshot(store, iface);
+        if f(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Steered frames of an Ethernet capture that fit the MTU: (class, frame).
+fn steered(path: &Path) -> Vec<(Class, Vec<u8>)> {
+    let mut rd = PcapReader::open(path).unwrap();
+    let mut c = Classifier::new(ProbeConfig::default());
+    let mut out = Vec::new();
+    while let Some(p) = rd.next_packet() {
+        let p = p.unwrap();
+        assert_eq!(p.link, LinkType::Ethernet);
+        // tcpreplay sends what was captured; it cannot send more than the MTU.
+        if p.data.len() > MTU + 14 || p.data.len() < 14 || p.data.len() as u32 != p.wire_len {
+            continue;
+        }
+        let k = c.classify(p.data).class;
+        if k.is_captured() {
+            out.push((k, p.data.to_vec()));
+        }
+    }
+    out
+}
+
+/// Every record of the store: (class, frame) of originals, count of reassembled.
+fn stored(store: &Path) -> (Vec<(Class, Vec<u8>)>, usize) {
+    let mut out = Vec::new();
+    let mut synth = 0;
+    for s in list_segments(store).unwrap() {
+        let r =
+            SegmentReader::open(&s.path).unwrap_or_else(|e| panic!("{}: {e}", s.path.display()));
+        for rec in r.records() {
+            if rec.flags & RECORD_FLAG_REASSEMBLED != 0 {
+                synth += 1;
+            } else {
+                out.push((rec.class, rec.frame.to_vec()));
+            }
+        }
+    }
+    (out, synth)
+}
+
+fn corpus_file(rel: &str) -> Option<PathBuf> {
+    let dir = xdprec_testkit::corpus_dir()?;
+    let p = dir.join(rel);
+    p.exists().then_some(p)
+}
+
+fn replay(link: &Link, file: &Path, extra: &[&str]) {
+    let mut args = vec!["ip", "netns", "exec", link.ns.name(), "tcpreplay", "-q"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-i", &link.veth.b]);
+    let f = file.to_str().unwrap();
+    args.push(f);
+    // tcpreplay exits non-zero when some frames could not be sent; the expected set already
+    // leaves those out.
+    let _ = run(&args);
+}
+
+fn background_replay(link: &Link, file: &Path, pps: u32) -> Child {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            link.ns.name(),
+            "tcpreplay",
+            "-q",
+            "--loop",
+            "0",
+        ])
+        .arg(format!("--pps={pps}"))
+        .args(["-i", &link.veth.b])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpreplay")
+}
+
+fn sorted(mut v: Vec<(Class, Vec<u8>)>) -> Vec<(Class, Vec<u8>)> {
+    v.sort();
+    v
+}
+
+#[test]
+fn replayed_corpus_is_stored_exactly() {
+    if !require_privileges("replayed_corpus_is_stored_exactly")
+        || !require_tool("capture_e2e", "tcpreplay")
+    {
+        return;
+    }
+    let files: Vec<PathBuf> = [
+        "sample-captures/sip-rtp-g711.pcap",
+        "heplify/rtp_rtcp_sip_ipv4_udp.pcap",
+        "sipp-siprec/siprec_dual_channel_udp.pcap",
+        "heplify/erspan_sip_ipv4_udp.pcapng",
+        "nDPI/rtp.pcapng",
+        "heplify/sip_ipv6_udp.pcap",
+    ]
+    .iter()
+    .filter_map(|f| corpus_file(f))
+    .collect();
+    if files.is_empty() {
+        return;
+    }
+    let link = Link::new();
+    let dir = tmpdir("exact");
+    let store = dir.join("store");
+    let cap = Capture::start(&link, &store, &[]);
+    let mut want = Vec::new();
+    for f in &files {
+        want.extend(steered(f));
+        replay(&link, f, &["--topspeed"]);
+    }
+    // All frames are in once rx_packets stops moving (probe-steered frames only reach us).
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let s = snapshot(&store, &link.veth.a);
+        if s.get(Field::RxPackets) >= want.len() as u64 && s.get(Field::RxPackets) == last {
+            break;
+        }
+        last = s.get(Field::RxPackets);
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    let (ok, log) = cap.stop();
+    assert!(ok, "capture failed:\n{log}");
+    let (got, _synth) = stored(&store);
+    let s = snapshot(&store, &link.veth.a);
+    eprintln!(
+        "sent {} steered frames; stored {}; stats {:?}",
+        want.len(),
+        got.len(),
+        Field::ALL
+            .iter()
+            .map(|f| (f.label(), s.get(*f)))
+            .filter(|x| x.1 != 0)
+            .collect::<BTreeMap<_, _>>()
+    );
+    assert_eq!(
+        s.get(Field::XskRingFull) + s.get(Field::XskFillEmpty) + s.get(Field::XskRxDropped),
+        0
+    );
+    assert_eq!(got.len(), want.len(), "stored vs steered frame count");
+    assert!(
+        sorted(got) == sorted(want),
+        "stored frames differ from the steered frames"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kill_9_then_restart_recovers_and_continues() {
+    if !require_privileges("kill_9_then_restart_recovers_and_continues")
+        || !require_tool("capture_e2e", "tcpreplay")
+    {
+        return;
+    }
+    let Some(file) = corpus_file("heplify/rtp_rtcp_sip_ipv4_udp.pcap") else {
+        return;
+    };
+    let link = Link::new();
+    let dir = tmpdir("kill9");
+    let store = dir.join("store");
+    let mut sender = background_replay(&link, &file, 3000);
+    let mut cap = Capture::start(&link, &store, &["--seal-secs", "600"]);
+    let iface = link.veth.a.clone();
+    let before = wait_for(&store, &iface, 30, "records before the kill", |s| {
+        s.get(Field::Written) >= 2000
+    });
+    cap.signal("-9");
+    let kill_ns = now_ns();
+    let _ = cap.child.wait();
+    drop(cap);
+    // The segment of the killed capture is still open (unsealed).
+    let open_before: Vec<_> = list_segments(&store)
+        .unwrap()
+        .into_iter()
+        .filter(|s| !s.sealed)
+        .collect();
+    assert!(
+        !open_before.is_empty(),
+        "a killed capture leaves an open segment"
+    );
+
+    let restart_ns = now_ns();
+    let cap = Capture::start(&link, &store, &["--seal-secs", "600"]);
+    wait_for(&store, &iface, 30, "records after the restart", |s| {
+        s.get(Field::Written) >= 1000
+    });
+    // stat reads the running capture; the numbers move between its two rows.
+    let out = Command::new(BIN)
+        .args([
+            "stat",
+            "--json",
+            "--count",
+            "2",
+            "--interval",
+            "1",
+            "--store",
+        ])
+        .arg(&store)
+        .output()
+        .expect("xdprec stat");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 2, "one row per core per interval");
+    for r in &rows {
+        for k in [
+            "time",
+            "core",
+            "queue",
+            "iface",
+            "pps",
+            "mbps",
+            "rx_packets",
+            "rx_bytes",
+            "written",
+            "drops_ring_full",
+            "drops_fill_empty",
+            "invalid_descs",
+            "disk_full",
+            "active_streams",
+            "ring_fill",
+            "p99_write_us",
+        ] {
+            assert!(r.get(k).is_some(), "field {k} missing in {r}");
+        }
+        assert_eq!(r["iface"], serde_json::Value::from(iface.clone()));
+        assert!(r["pps"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(rows[1]["rx_packets"].as_u64() > rows[0]["rx_packets"].as_u64());
+    let (ok, log) = cap.stop();
+    let _ = sender.kill();
+    let _ = sender.wait();
+    assert!(ok, "capture failed:\n{log}");
+
+    // Everything sealed; every record readable; the records up to the kill are there.
+    let segs = list_segments(&store).unwrap();
+    assert!(segs.iter().all(|s| s.sealed), "{segs:?}");
+    let mut before_kill = 0u64;
+    let mut after_restart = 0u64;
+    for s in &segs {
+        let r = SegmentReader::open(&s.path).unwrap();
+        for rec in r.records() {
+            if rec.ts_ns <= kill_ns {
+                before_kill += 1;
+            } else if rec.ts_ns >= restart_ns {
+                after_restart += 1;
+            }
+        }
+    }
+    assert!(
+        before_kill >= before.get(Field::Written),
+        "{before_kill} records before the kill, stats said {} were written",
+        before.get(Field::Written)
+    );
+    assert!(after_restart >= 1000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tmpfs mount removed on drop.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = run(&["umount", "-l", self.0.to_str().unwrap()]);
+    }
+}
+
+#[test]
+fn full_store_is_counted_not_fatal() {
+    if !require_privileges("full_store_is_counted_not_fatal")
+        || !require_tool("capture_e2e", "tcpreplay")
+    {
+        return;
+    }
+    let Some(file) = corpus_file("heplify/rtp_rtcp_sip_ipv4_udp.pcap") else {
+        return;
+    };
+    let link = Link::new();
+    let dir = tmpdir("full");
+    let store = dir.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    sh(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=6m",
+        "tmpfs",
+        store.to_str().unwrap(),
+    ]);
+    let _mount = Tmpfs(store.clone());
+    let mut cap = Capture::start(&link, &store, &["--segment-mb", "1"]);
+    let iface = link.veth.a.clone();
+    // About 0.9 MB a pass: 12 passes overflow the 6 MB store.
+    replay(&link, &file, &["--topspeed", "--loop", "12"]);
+    let s = wait_for(&store, &iface, 30, "disk-full drops", |s| {
+        s.get(Field::DiskFull) > 0
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        cap.alive(),
+        "capture died on a full store:\n{}",
+        cap.log_text()
+    );
+    assert!(s.get(Field::Written) > 0);
+    let (ok, log) = cap.stop();
+    assert!(ok, "capture failed:\n{log}");
+    assert!(
+        log.contains("store full"),
+        "no log line about the full store:\n{log}"
+    );
+    let last = snapshot(&store, &iface);
+    // No corruption: every segment opens and every record reads; the count matches.
+    let (got, synth) = stored(&store);
+    assert_eq!(
+        (got.len() + synth) as u64,
+        last.get(Field::Written),
+        "records in the store vs written"
+    );
+    let g = |f| last.get(f);
+    assert_eq!(
+        g(Field::RxPackets) + g(Field::Reassembled) - g(Field::ReasmNotCaptured),
+        g(Field::Written) + g(Field::DiskFull) + g(Field::WriteErrors) + g(Field::ClassOther),
+        "every frame (and reassembled datagram) is written or counted"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_settings_fail_before_anything_starts() {
+    let dir = tmpdir("bad");
+    let store = dir.join("store");
+    for (args, needle) in [
+        (vec!["--iface", "lo", "--sip-ports", "0"], "port 0"),
+        (
+            vec!["--iface", "lo", "--rtp-ports", "3000-2000"],
+            "rtp-ports",
+        ),
+        (vec!["--iface", "nonexistent0"], "does not exist"),
+        (vec!["--iface", "lo", "--queues", "7"], "queue 7"),
+        (vec!["--iface", "lo", "--cores", "4096"], "core 4096"),
+        (vec!["--iface", "lo", "--xdp-mode", "turbo"], "turbo"),
+    ] {
+        let out = Command::new(BIN)
+            .arg("capture")
+            .args(&args)
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!store.join("stats").exists(), "{args:?} started something");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
