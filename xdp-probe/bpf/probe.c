@@ -9,8 +9,8 @@
  * the next protocol, or -1 after recording in *err the counter that explains why it stopped.
  * Every loop has a compile-time bound.
  *
- * One tunnel level is unwrapped: classify() runs its body at most twice, the second time
- * on the inner packet, where tunnels are no longer recognised.
+ * One tunnel level is unwrapped: the program runs xdprec_layer() on the frame and, when
+ * that finds a tunnel, once more on the inner packet, where tunnels are not recognised.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -43,9 +43,6 @@
 
 #define XDPREC_IP_MF_OFFSET 0x3fff /* MF flag and fragment offset */
 
-/* The longest SIP first-line token: "SUBSCRIBE " */
-#define XDPREC_SIP_TOKEN_MAX 10
-
 /* What follows a header: the "next protocol" of the parse_* functions. */
 enum next_hdr {
 	NEXT_NONE = 0, /* nothing we unwrap: the frame is OTHER */
@@ -71,7 +68,6 @@ static __always_inline void cur_skip(struct hdr_cursor *nh, __u32 n)
 
 /* What the network layer found, for the transport layer. */
 struct l3_info {
-	void *hdr;     /* the IPv4 or IPv6 header, for the TCP flow key */
 	__u32 l4_len;  /* payload length the IP header(s) declare */
 	__u8 family;   /* 4 or 6 */
 	__u8 is_frag;  /* IPv4 MF/offset, or an IPv6 fragment header */
@@ -226,7 +222,6 @@ static __always_inline int parse_iphdr(struct hdr_cursor *nh, void *data_end, st
 		*err = XDPREC_CNT_PARSE_ERROR;
 		return -1;
 	}
-	l3->hdr = iph;
 	l3->family = 4;
 	l3->l4_len = tot - hlen;
 	l3->is_frag = (iph->frag_off & bpf_htons(XDPREC_IP_MF_OFFSET)) != 0;
@@ -257,7 +252,6 @@ static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end, s
 		return -1;
 	}
 	cur_skip(nh, sizeof(*ip6h));
-	l3->hdr = ip6h;
 	l3->family = 6;
 	l3->is_frag = 0;
 	l4_len = bpf_ntohs(ip6h->payload_len);
@@ -520,8 +514,8 @@ static __always_inline int parse_gtpu(struct hdr_cursor *nh, void *data_end, __u
 /* ---- payload rules ---- */
 
 /*
- * True when byte i of a payload of declared length plen is readable: inside the declared
- * length and inside the frame (a truncated capture holds less than it declares).
+ * True when the first n bytes of a payload of declared length plen can be read: inside the
+ * declared length and inside the frame (a truncated capture holds less than it declares).
  */
 static __always_inline int have(__u8 *p, __u32 n, __u32 plen, void *data_end)
 {

@@ -52,7 +52,8 @@
  *     XDPREC_IPV6_EXT_MAX; the fragment header ends the chain. An extension header still
  *     left after XDPREC_IPV6_EXT_MAX of them: IPV6_EXT_LIMIT, OTHER.
  *   - "Payload length" is what the headers declare: IPv4 total length - IHL*4 (IPv6 payload
- *     length, 0xffff when it is 0, less the extension headers), for UDP its length field - 8
+ *     length, 0xffff when it is 0, less the extension headers, not below 0), for UDP its
+ *     length field - 8
  *     (UDP length < 8 or > the IP payload length: PARSE_ERROR), for TCP the IP payload
  *     length - data offset*4 (data offset < 5 or beyond the IP payload: PARSE_ERROR). A check
  *     "N <= payload length" also needs the N bytes in the frame (a truncated capture holds
@@ -83,6 +84,10 @@
  *   - TCP flow key: addresses as 16 bytes (IPv4 mapped), compared as big-endian byte
  *     strings, then ports compared in host order; the lower endpoint goes into addr_a/port_a.
  *     A flow hit refreshes the value (bpf_ktime_get_ns); entries leave only by LRU eviction.
+ *     config.sip_by_content = 0 turns off both content tests, so no TCP flow is learnt;
+ *     flows already learnt still match.
+ *   - Headers are looked for in the first 4096 bytes of the frame only (XDP's linear buffer
+ *     is smaller than that); a header that would start beyond is OTHER.
  *   - Counting: exactly one CLASS_* and exactly one of REDIRECTED/PASSED/DROPPED per frame
  *     (an ABI mismatch counts ABI_MISMATCH + PASSED and no class). VLAN, IPV4 and IPV6 count
  *     the outer layer only. REDIRECTED means bpf_redirect_map accepted the frame; a full

@@ -604,6 +604,33 @@ impl Probe {
         }
     }
 
+    /// Runs the program `repeat` times on `frame` (queue 0, no device) and returns the last
+    /// XDP action and the kernel's average time per run (for benchmarks; counters move
+    /// `repeat` times).
+    pub fn test_run_timed(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), ProbeError> {
+        let ctx = xdp_md(0, frame.len(), 0, 0);
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            repeat: repeat.max(1),
+            ..TestRunOptions::default()
+        };
+        let prog = program(&mut self.ebpf)?;
+        prog.test_run(opts)
+            .map(|r| (r.return_value, r.duration))
+            .map_err(|e| ProbeError::TestRun {
+                reason: errno_of(&e).map_or_else(
+                    || "no errno".to_string(),
+                    |(_, n)| io::Error::from_raw_os_error(n).to_string(),
+                ),
+                source: Box::new(e),
+            })
+    }
+
     /// Runs the program `repeat` times on `frame` with BPF_PROG_RUN live frames
     /// (`BPF_F_TEST_XDP_LIVE_FRAMES`): the kernel carries out each verdict, as for a frame
     /// received on queue 0 of the loopback device of the calling thread's network namespace

@@ -1637,3 +1637,52 @@ fn socket_registration_errors() {
     let (verified, size) = h.probe.program_size().unwrap();
     eprintln!("xdprec_probe: verifier processed {verified:?} instructions; loaded size {size:?} instructions");
 }
+
+/// Without privileges the load fails with a sentence that says what is missing: the inner
+/// test runs this binary again as `nobody` with no capabilities.
+#[test]
+fn unprivileged_load_is_explained() {
+    if !privileged("unprivileged_load_is_explained")
+        || !xdprec_testkit::require_tool("unprivileged_load_is_explained", "setpriv")
+    {
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(exe)
+        .args([
+            "--exact",
+            "load_without_privileges",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("XDPREC_UNPRIVILEGED_INNER", "1")
+        .output()
+        .expect("setpriv");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "inner test failed:\n{text}");
+    assert!(text.contains("1 passed"), "inner test did not run:\n{text}");
+}
+
+#[test]
+#[ignore = "run by unprivileged_load_is_explained as an unprivileged user"]
+fn load_without_privileges() {
+    if std::env::var_os("XDPREC_UNPRIVILEGED_INNER").is_none() {
+        eprintln!("load_without_privileges only runs inside unprivileged_load_is_explained");
+        return;
+    }
+    let e = Probe::load(&ProbeConfig::default()).unwrap_err();
+    eprintln!("{e}");
+    assert!(matches!(e, ProbeError::Permission { .. }), "{e}");
+    assert!(e.to_string().contains("CAP_BPF"), "{e}");
+}

@@ -46,7 +46,7 @@
 //! | 12 | 2 | record header length (32) |
 //! | 14 | 2 | directory entry length (128) |
 //! | 16 | 8 | capacity: the preallocated file size in bytes |
-//! | 24 | 8 | created_ns: capture time of the first record (0 while a spare) |
+//! | 24 | 8 | created_ns: `now_ns` of the first append, ns since the Unix epoch (0 while a spare) |
 //! | 32 | 8 | seq |
 //! | 40 | 4 | queue |
 //! | 44 | 4 | reserved (0) |

@@ -288,7 +288,9 @@ pub(crate) fn decode_dir(data: &[u8], off: usize, len: usize) -> Result<DecodedD
         return Err("unexpected directory entry length".into());
     }
     let m = rd_u64(d, 16);
-    if dir_len(n as u64, m) != len as u64 {
+    // Counts come from the file: compute in u128 so that no value can overflow.
+    let want = DIR_HEADER_LEN as u128 + n as u128 * DIR_ENTRY_LEN as u128 + u128::from(m) * 4;
+    if want != len as u128 {
         return Err("directory length does not match its counts".into());
     }
     let m = m as usize;
@@ -335,4 +337,26 @@ pub(crate) fn decode_dir(data: &[u8], off: usize, len: usize) -> Result<DecodedD
         offsets_at: off + DIR_HEADER_LEN + n * DIR_ENTRY_LEN,
         offsets_count: m,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_directory_counts_are_refused_without_overflow() {
+        let mut d = vec![0u8; 64];
+        d[0..8].copy_from_slice(&DIR_MAGIC);
+        wr_u32(&mut d, 12, DIR_ENTRY_LEN as u32);
+        for (n, m) in [(u32::MAX, u64::MAX), (0, u64::MAX / 4 + 1), (1, 0), (0, 9)] {
+            wr_u32(&mut d, 8, n);
+            wr_u64(&mut d, 16, m);
+            assert!(decode_dir(&d, 0, 64).is_err(), "n={n} m={m}");
+        }
+        // Consistent counts decode; an out-of-range list is refused.
+        wr_u32(&mut d, 8, 0);
+        wr_u64(&mut d, 16, 8);
+        assert!(decode_dir(&d, 0, 64).is_ok());
+        assert!(decode_dir(&d, 8, 64).is_err());
+    }
 }

@@ -7,14 +7,22 @@ use std::os::fd::AsRawFd;
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 
-/// Maps `len` bytes of `file` read-write, shared.
-pub(crate) fn map_mut(file: &File, len: u64) -> io::Result<MmapMut> {
+/// Maps `len` bytes of `file` read-write, shared. `populate`: fault the pages in now
+/// (MAP_POPULATE), so that the thread that writes later takes fewer page faults.
+pub(crate) fn map_mut(file: &File, len: u64, populate: bool) -> io::Result<MmapMut> {
     let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: the file is one this process created (a spare or an `.open` segment it holds the
     // queue lock for), preallocated to at least `len` bytes, and no other writer maps it: the
     // lock file guarantees one writer per (recorder, iface, queue). The file is never truncated
     // while mapped (sealing punches a hole instead), so accesses cannot fault with SIGBUS.
-    unsafe { MmapOptions::new().len(len).map_mut(file) }
+    unsafe {
+        let mut o = MmapOptions::new();
+        o.len(len);
+        if populate {
+            o.populate();
+        }
+        o.map_mut(file)
+    }
 }
 
 /// Maps the whole file read-only.

@@ -134,6 +134,21 @@ struct Facts {
 
 const TO_TAGS_MAX: usize = 16;
 
+/// (payload type, encoding name, clock rate) from an SDP `a=rtpmap` or the static table.
+pub type RtpMap = Vec<(u8, String, u32)>;
+/// (call row, how matched, the matched endpoint's payload map).
+type StreamMatch = (i64, String, RtpMap);
+/// A stream row as loaded: id, call, how, first_ns, last_ns, tracker JSON, rtpmap JSON.
+type StreamRow = (
+    i64,
+    Option<i64>,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
 struct CallEntry {
     id: i64,
     facts: Facts,
@@ -190,21 +205,33 @@ pub struct Indexer {
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> crate::IndexError + '_ {
-    move |source| crate::IndexError::Db { path: path.to_path_buf(), source }
+    move |source| crate::IndexError::Db {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Opens (creating if needed) an index database in WAL mode with the current schema.
 pub fn open_db(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(sql_err(path))?;
-    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(sql_err(path))?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err(path))?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err(path))?;
-    conn.execute_batch(crate::schema::SCHEMA).map_err(sql_err(path))?;
-    conn.pragma_update(None, "user_version", crate::schema::SCHEMA_VERSION).map_err(sql_err(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(sql_err(path))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql_err(path))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sql_err(path))?;
+    conn.execute_batch(crate::schema::SCHEMA)
+        .map_err(sql_err(path))?;
+    conn.pragma_update(None, "user_version", crate::schema::SCHEMA_VERSION)
+        .map_err(sql_err(path))?;
     Ok(conn)
 }
 
-fn derive_state(f: &Facts, now_ns: i64, timeout_ns: i64) -> (&'static str, Option<u16>, Option<i64>) {
+fn derive_state(
+    f: &Facts,
+    now_ns: i64,
+    timeout_ns: i64,
+) -> (&'static str, Option<u16>, Option<i64>) {
     if let Some(a) = f.answer_ns {
         let _ = a;
         return ("answered", Some(200), f.bye_ns);
@@ -261,22 +288,28 @@ impl Indexer {
         &self.counters
     }
 
-    /// The recorder id for `name`, creating it.
+    /// The recorder id for `name` in `store`, creating it.
     pub fn recorder(&mut self, name: &str, store: &str) -> Result<i64> {
         self.conn.execute(
-            "INSERT INTO recorders(name, store) VALUES(?1, ?2) ON CONFLICT(name) DO NOTHING",
+            "INSERT INTO recorders(name, store) VALUES(?1, ?2) ON CONFLICT(name, store) DO NOTHING",
             params![name, store],
         )?;
-        Ok(self.conn.query_row("SELECT id FROM recorders WHERE name=?1", [name], |r| r.get(0))?)
+        Ok(self.conn.query_row(
+            "SELECT id FROM recorders WHERE name=?1 AND store=?2",
+            params![name, store],
+            |r| r.get(0),
+        )?)
     }
 
     /// (offset reached, done) of a segment, None when never seen.
     pub fn progress(&self, key: &str) -> Result<Option<(u64, bool)>> {
         Ok(self
             .conn
-            .query_row("SELECT offset_reached, done FROM segments WHERE key=?1", [key], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? != 0))
-            })
+            .query_row(
+                "SELECT offset_reached, done FROM segments WHERE key=?1",
+                [key],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? != 0)),
+            )
             .optional()?)
     }
 
@@ -295,16 +328,35 @@ impl Indexer {
         if !self.tcp.contains_key(&recorder) {
             let st: Option<String> = self
                 .conn
-                .query_row("SELECT state FROM tcp_state WHERE recorder=?1", [recorder], |r| r.get(0))
+                .query_row(
+                    "SELECT state FROM tcp_state WHERE recorder=?1",
+                    [recorder],
+                    |r| r.get(0),
+                )
                 .optional()?;
-            let t = st.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+            let t = st
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default();
             self.tcp.insert(recorder, t);
         }
-        Ok(SegCtx { recorder, segment, path: path.to_string(), offset_reached: off as u64, done: done != 0, now_ns })
+        Ok(SegCtx {
+            recorder,
+            segment,
+            path: path.to_string(),
+            offset_reached: off as u64,
+            done: done != 0,
+            now_ns,
+        })
     }
 
     /// Ends a pass: writes streams, progress and counters, and commits.
-    pub fn commit(&mut self, ctx: &SegCtx, offset_reached: u64, records: u64, done: bool) -> Result<()> {
+    pub fn commit(
+        &mut self,
+        ctx: &SegCtx,
+        offset_reached: u64,
+        records: u64,
+        done: bool,
+    ) -> Result<()> {
         let r = self.commit_inner(ctx, offset_reached, records, done);
         if r.is_err() {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -326,8 +378,19 @@ impl Indexer {
         self.tcp.clear();
     }
 
-    fn commit_inner(&mut self, ctx: &SegCtx, offset_reached: u64, records: u64, done: bool) -> Result<()> {
-        let keys: Vec<StreamKey> = self.streams.iter().filter(|(_, e)| e.dirty).map(|(k, _)| k.clone()).collect();
+    fn commit_inner(
+        &mut self,
+        ctx: &SegCtx,
+        offset_reached: u64,
+        records: u64,
+        done: bool,
+    ) -> Result<()> {
+        let keys: Vec<StreamKey> = self
+            .streams
+            .iter()
+            .filter(|(_, e)| e.dirty)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in keys {
             self.flush_stream(&k)?;
         }
@@ -336,10 +399,18 @@ impl Indexer {
             "UPDATE calls SET state='timed_out' WHERE recorder=?1 AND state='in_progress' AND last_ns < ?2",
             params![ctx.recorder, ctx.now_ns.saturating_sub(self.cfg.invite_timeout_ns)],
         )?;
-        self.conn.execute("UPDATE recorders SET now_ns=?2 WHERE id=?1", params![ctx.recorder, ctx.now_ns])?;
+        self.conn.execute(
+            "UPDATE recorders SET now_ns=?2 WHERE id=?1",
+            params![ctx.recorder, ctx.now_ns],
+        )?;
         self.conn.execute(
             "UPDATE segments SET offset_reached=?2, records=records+?3, done=?4 WHERE id=?1",
-            params![ctx.segment, offset_reached as i64, records as i64, done as i64],
+            params![
+                ctx.segment,
+                offset_reached as i64,
+                records as i64,
+                done as i64
+            ],
         )?;
         if let Some(t) = self.tcp.get(&ctx.recorder) {
             self.conn.execute(
@@ -373,7 +444,12 @@ impl Indexer {
         let origin: Origin = (ctx.segment, f.offset, f.ts_ns);
         let sip_port = |p: u16| self.cfg.sip_ports.contains(&p);
         match l4.transport {
-            Transport::Tcp { seq, syn, fin: _, rst: _ } => {
+            Transport::Tcp {
+                seq,
+                syn,
+                fin: _,
+                rst: _,
+            } => {
                 let key = format!("{}>{}", l4.src, l4.dst);
                 let tcp = self.tcp.entry(ctx.recorder).or_default();
                 let known = tcp.flows.contains_key(&key);
@@ -393,7 +469,11 @@ impl Indexer {
             }
             Transport::Sctp => {
                 let key = format!("sctp:{}>{}", l4.src, l4.dst);
-                let msgs = self.tcp.entry(ctx.recorder).or_default().push_in_order(&key, l4.payload, origin);
+                let msgs = self
+                    .tcp
+                    .entry(ctx.recorder)
+                    .or_default()
+                    .push_in_order(&key, l4.payload, origin);
                 for (bytes, o) in msgs {
                     self.on_sip(ctx, &bytes, o, l4.src, l4.dst, "sctp")?;
                 }
@@ -419,7 +499,9 @@ impl Indexer {
                     }
                 } else if let Some((ssrc, rtp)) = parse_rtp(p, f.ts_ns as u64) {
                     let plausible = f.hint == Hint::Rtp
-                        || (l4.src.port() >= 1024 && l4.dst.port() >= 1024 && !(72..=76).contains(&rtp.payload_type));
+                        || (l4.src.port() >= 1024
+                            && l4.dst.port() >= 1024
+                            && !(72..=76).contains(&rtp.payload_type));
                     if plausible {
                         self.on_media(ctx, f, "rtp", l4.src, l4.dst, ssrc, Some(rtp))?;
                     } else {
@@ -459,20 +541,35 @@ impl Indexer {
                 last_use: self.clock,
             },
             None if create => {
-                let facts = Facts { first_ns: ts, last_ns: ts, ..Default::default() };
+                let facts = Facts {
+                    first_ns: ts,
+                    last_ns: ts,
+                    ..Default::default()
+                };
                 let id = self.conn.query_row(
                     "INSERT INTO calls(recorder, call_id, state, facts, last_ns) VALUES(?1, ?2, 'in_progress', ?3, ?4) RETURNING id",
                     params![rec, call_id, serde_json::to_string(&facts)?, ts],
                     |r| r.get(0),
                 )?;
-                CallEntry { id, facts, from_uri: String::new(), to_uri: String::new(), sip_messages: 0, last_use: self.clock }
+                CallEntry {
+                    id,
+                    facts,
+                    from_uri: String::new(),
+                    to_uri: String::new(),
+                    sip_messages: 0,
+                    last_use: self.clock,
+                }
             }
             None => return Ok(None),
         };
         if self.calls.len() >= self.cfg.calls_open_max.max(1) {
             // Calls are written through: evicting only drops the cached copy.
             let n = (self.calls.len() / 8).max(1);
-            let mut lru: Vec<(u64, (i64, String))> = self.calls.iter().map(|(k, c)| (c.last_use, k.clone())).collect();
+            let mut lru: Vec<(u64, (i64, String))> = self
+                .calls
+                .iter()
+                .map(|(k, c)| (c.last_use, k.clone()))
+                .collect();
             lru.sort();
             for (_, k) in lru.into_iter().take(n) {
                 self.calls.remove(&k);
@@ -484,7 +581,15 @@ impl Indexer {
         Ok(Some(id))
     }
 
-    fn on_sip(&mut self, ctx: &mut SegCtx, bytes: &[u8], origin: Origin, src: SocketAddr, dst: SocketAddr, transport: &str) -> Result<()> {
+    fn on_sip(
+        &mut self,
+        ctx: &mut SegCtx,
+        bytes: &[u8],
+        origin: Origin,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: &str,
+    ) -> Result<()> {
         let m = match sipmsg::parse(bytes) {
             Ok(m) => m,
             Err(_) => {
@@ -507,7 +612,10 @@ impl Indexer {
             (_, Some(s)) => s.to_string(),
             _ => String::new(),
         };
-        let dedup = format!("{src}>{dst}|{what}|{}|{cm}|{}|{}", m.cseq_num, m.branch, m.to_tag);
+        let dedup = format!(
+            "{src}>{dst}|{what}|{}|{cm}|{}|{}",
+            m.cseq_num, m.branch, m.to_tag
+        );
         let n = self.conn.execute(
             "INSERT OR IGNORE INTO sip_messages(call, segment, record_offset, ts_ns, src, dst, transport, method, status, cseq, cseq_method, dedup_key)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -522,7 +630,9 @@ impl Indexer {
             return Ok(());
         }
         let key = (ctx.recorder, m.call_id.clone());
-        let Some(c) = self.calls.get_mut(&key) else { return Ok(()) };
+        let Some(c) = self.calls.get_mut(&key) else {
+            return Ok(());
+        };
         c.sip_messages += 1;
         apply(&mut c.facts, &m, ts);
         if c.from_uri.is_empty() || (m.method() == Some("INVITE") && m.to_tag.is_empty()) {
@@ -565,20 +675,49 @@ impl Indexer {
                      ON CONFLICT(call, addr, port) DO UPDATE SET rtpmap=excluded.rtpmap, ts_ns=min(ts_ns, excluded.ts_ns)",
                     params![call, ctx.recorder, ip.to_string(), md.port, md.rtcp_port, src.ip().to_string(), md.media, serde_json::to_string(&rtpmap_of(md))?, ts],
                 )?;
-                self.claim_orphans(ctx.recorder, call, &addr(&ep), &addr(&rtcp), ts, &rtpmap_of(md))?;
+                self.claim_orphans(
+                    ctx.recorder,
+                    call,
+                    &addr(&ep),
+                    &addr(&rtcp),
+                    ts,
+                    &rtpmap_of(md),
+                )?;
             }
         }
         Ok(())
     }
 
-    fn claim_orphans(&mut self, rec: i64, call: i64, ep: &str, rtcp: &str, ts: i64, rtpmap: &[(u8, String, u32)]) -> Result<()> {
+    fn claim_orphans(
+        &mut self,
+        rec: i64,
+        call: i64,
+        ep: &str,
+        rtcp: &str,
+        ts: i64,
+        rtpmap: &[(u8, String, u32)],
+    ) -> Result<()> {
         let from = ts.saturating_sub(self.cfg.nat_window_ns);
         for (k, e) in self.streams.iter_mut() {
             if k.rec == rec && e.call.is_none() && e.first_ns >= from {
-                let hit = if k.kind == "rtp" { k.dst == ep || k.src == ep } else { k.dst == rtcp || k.src == rtcp };
+                let hit = if k.kind == "rtp" {
+                    k.dst == ep || k.src == ep
+                } else {
+                    k.dst == rtcp || k.src == rtcp
+                };
                 if hit {
                     e.call = Some(call);
-                    e.how = Some(if (k.kind == "rtp" && k.dst == ep) || (k.kind == "rtcp" && k.dst == rtcp) { "sdp" } else { "sdp-reverse" }.into());
+                    e.how =
+                        Some(
+                            if (k.kind == "rtp" && k.dst == ep)
+                                || (k.kind == "rtcp" && k.dst == rtcp)
+                            {
+                                "sdp"
+                            } else {
+                                "sdp-reverse"
+                            }
+                            .into(),
+                        );
                     e.rtpmap = rtpmap.to_vec();
                     e.dirty = true;
                 }
@@ -593,20 +732,37 @@ impl Indexer {
         Ok(())
     }
 
-    fn match_stream(&mut self, rec: i64, kind: &str, src: &SocketAddr, dst: &SocketAddr, first_ns: i64) -> Result<Option<(i64, String, Vec<(u8, String, u32)>)>> {
+    fn match_stream(
+        &mut self,
+        rec: i64,
+        kind: &str,
+        src: &SocketAddr,
+        dst: &SocketAddr,
+        first_ns: i64,
+    ) -> Result<Option<StreamMatch>> {
         let port_col = if kind == "rtp" { "port" } else { "rtcp_port" };
-        let pick = |rows: Vec<(i64, i64, String)>| -> Option<(i64, Vec<(u8, String, u32)>)> {
-            let before = rows.iter().filter(|r| r.1 <= first_ns + 5_000_000_000).max_by_key(|r| (r.1, r.0));
+        let pick = |rows: Vec<(i64, i64, String)>| -> Option<(i64, RtpMap)> {
+            let before = rows
+                .iter()
+                .filter(|r| r.1 <= first_ns + 5_000_000_000)
+                .max_by_key(|r| (r.1, r.0));
             let best = before.or_else(|| rows.iter().min_by_key(|r| (r.1, r.0)))?;
             Some((best.0, serde_json::from_str(&best.2).unwrap_or_default()))
         };
-        let q = |conn: &Connection, sql: &str, a: String, p: u16| -> Result<Vec<(i64, i64, String)>> {
-            let mut st = conn.prepare_cached(sql)?;
-            let rows = st
-                .query_map(params![rec, a, p], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<String>>(2)?.unwrap_or_default())))?
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            Ok(rows)
-        };
+        let q =
+            |conn: &Connection, sql: &str, a: String, p: u16| -> Result<Vec<(i64, i64, String)>> {
+                let mut st = conn.prepare_cached(sql)?;
+                let rows = st
+                    .query_map(params![rec, a, p], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                        ))
+                    })?
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(rows)
+            };
         let exact = format!("SELECT call, ts_ns, rtpmap FROM call_endpoints WHERE recorder=?1 AND addr=?2 AND {port_col}=?3");
         for (end, how) in [(dst, "sdp"), (src, "sdp-reverse")] {
             if let Some((c, m)) = pick(q(&self.conn, &exact, end.ip().to_string(), end.port())?) {
@@ -629,7 +785,9 @@ impl Indexer {
                 "SELECT id FROM calls WHERE recorder=?1 AND answer_ns BETWEEN ?2 AND ?3 AND (end_ns IS NULL OR end_ns >= ?4) LIMIT 2",
             )?;
             let ids: Vec<i64> = st
-                .query_map(params![rec, first_ns - w, first_ns + w, first_ns], |r| r.get(0))?
+                .query_map(params![rec, first_ns - w, first_ns + w, first_ns], |r| {
+                    r.get(0)
+                })?
                 .collect::<std::result::Result<_, _>>()?;
             drop(st);
             match ids.as_slice() {
@@ -645,13 +803,32 @@ impl Indexer {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_media(&mut self, ctx: &mut SegCtx, f: &FrameIn<'_>, kind: &'static str, src: SocketAddr, dst: SocketAddr, ssrc: u32, rtp: Option<crate::quality::RtpPacket<'_>>) -> Result<()> {
-        let key = StreamKey { rec: ctx.recorder, kind, src: addr(&src), dst: addr(&dst), ssrc };
+    fn on_media(
+        &mut self,
+        ctx: &mut SegCtx,
+        f: &FrameIn<'_>,
+        kind: &'static str,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ssrc: u32,
+        rtp: Option<crate::quality::RtpPacket<'_>>,
+    ) -> Result<()> {
+        let key = StreamKey {
+            rec: ctx.recorder,
+            kind,
+            src: addr(&src),
+            dst: addr(&dst),
+            ssrc,
+        };
         if !self.streams.contains_key(&key) {
             let entry = self.load_or_new_stream(&key, &src, &dst, f.ts_ns)?;
             if self.streams.len() >= self.cfg.streams_open_max.max(1) {
                 let n = (self.streams.len() / 8).max(1);
-                let mut lru: Vec<(u64, StreamKey)> = self.streams.iter().map(|(k, e)| (e.last_use, k.clone())).collect();
+                let mut lru: Vec<(u64, StreamKey)> = self
+                    .streams
+                    .iter()
+                    .map(|(k, e)| (e.last_use, k.clone()))
+                    .collect();
                 lru.sort();
                 for (_, k) in lru.into_iter().take(n) {
                     self.flush_stream(&k)?;
@@ -662,12 +839,17 @@ impl Indexer {
             self.streams.insert(key.clone(), entry);
         }
         let clock = self.clock;
-        let Some(e) = self.streams.get_mut(&key) else { return Ok(()) };
+        let Some(e) = self.streams.get_mut(&key) else {
+            return Ok(());
+        };
         e.last_use = clock;
         e.dirty = true;
         e.first_ns = e.first_ns.min(f.ts_ns);
         e.last_ns = e.last_ns.max(f.ts_ns);
-        let part = e.parts.entry((ctx.segment, f.stream_id)).or_insert((f.offset, 0));
+        let part = e
+            .parts
+            .entry((ctx.segment, f.stream_id))
+            .or_insert((f.offset, 0));
         part.1 += 1;
         match rtp {
             Some(p) => {
@@ -676,7 +858,11 @@ impl Indexer {
                         e.tracker.clock_hz = r.2.max(1);
                     }
                 }
-                let ev = e.rtpmap.iter().find(|m| m.1.eq_ignore_ascii_case("telephone-event")).map(|m| m.0);
+                let ev = e
+                    .rtpmap
+                    .iter()
+                    .find(|m| m.1.eq_ignore_ascii_case("telephone-event"))
+                    .map(|m| m.0);
                 e.tracker.push(&p, ev);
             }
             None => {
@@ -687,8 +873,14 @@ impl Indexer {
         Ok(())
     }
 
-    fn load_or_new_stream(&mut self, key: &StreamKey, src: &SocketAddr, dst: &SocketAddr, ts: i64) -> Result<StreamEntry> {
-        let row: Option<(i64, Option<i64>, Option<String>, i64, i64, Option<String>, Option<String>)> = self
+    fn load_or_new_stream(
+        &mut self,
+        key: &StreamKey,
+        src: &SocketAddr,
+        dst: &SocketAddr,
+        ts: i64,
+    ) -> Result<StreamEntry> {
+        let row: Option<StreamRow> = self
             .conn
             .query_row(
                 "SELECT s.id, s.call, s.how, s.first_ns, s.last_ns, s.tracker,
@@ -705,8 +897,12 @@ impl Indexer {
                 how,
                 first_ns,
                 last_ns,
-                tracker: tracker.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| RtpTracker::new(8000)),
-                rtpmap: rtpmap.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default(),
+                tracker: tracker
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_else(|| RtpTracker::new(8000)),
+                rtpmap: rtpmap
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default(),
                 parts: BTreeMap::new(),
                 dirty: false,
                 last_use: self.clock,
@@ -735,7 +931,9 @@ impl Indexer {
     }
 
     fn flush_stream(&mut self, k: &StreamKey) -> Result<()> {
-        let Some(e) = self.streams.get_mut(k) else { return Ok(()) };
+        let Some(e) = self.streams.get_mut(k) else {
+            return Ok(());
+        };
         if !e.dirty {
             return Ok(());
         }
@@ -748,7 +946,12 @@ impl Indexer {
             _ => None,
         };
         let dtmf: String = t.dtmf.iter().map(|(c, _)| dtmf_char(*c)).collect();
-        let pts = t.payload_types.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        let pts = t
+            .payload_types
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let is_rtp = k.kind == "rtp";
         let id: i64 = self.conn.query_row(
             "INSERT INTO streams(recorder, kind, src, dst, ssrc, call, how, first_ns, last_ns, packets, bytes, lost, duplicates,
@@ -842,7 +1045,11 @@ fn dtmf_char(code: u8) -> char {
 }
 
 fn apply(f: &mut Facts, m: &SipMessage, ts: i64) {
-    f.first_ns = if f.first_ns == 0 { ts } else { f.first_ns.min(ts) };
+    f.first_ns = if f.first_ns == 0 {
+        ts
+    } else {
+        f.first_ns.min(ts)
+    };
     f.last_ns = f.last_ns.max(ts);
     let min = |o: Option<i64>| Some(o.map_or(ts, |v| v.min(ts)));
     let cm = m.cseq_method.to_ascii_uppercase();
@@ -862,7 +1069,11 @@ fn apply(f: &mut Facts, m: &SipMessage, ts: i64) {
         (Some("CANCEL"), _) => f.cancel_ns = min(f.cancel_ns),
         (Some("BYE"), _) => f.bye_ns = min(f.bye_ns),
         (_, Some(code)) if cm == "INVITE" => {
-            if (101..300).contains(&code) && !m.to_tag.is_empty() && !f.to_tags.contains(&m.to_tag) && f.to_tags.len() < TO_TAGS_MAX {
+            if (101..300).contains(&code)
+                && !m.to_tag.is_empty()
+                && !f.to_tags.contains(&m.to_tag)
+                && f.to_tags.len() < TO_TAGS_MAX
+            {
                 f.to_tags.push(m.to_tag.clone());
             }
             if (200..300).contains(&code) {
@@ -895,7 +1106,11 @@ mod tests {
                 if to_tag.is_empty() { String::new() } else { format!(";tag={to_tag}") },
                 if method && *start != "INVITE" { *start } else { "INVITE" }
             );
-            let text = if method { text } else { text.replacen(" SIP/2.0\r\n", "\r\n", 1) };
+            let text = if method {
+                text
+            } else {
+                text.replacen(" SIP/2.0\r\n", "\r\n", 1)
+            };
             let m = sipmsg::parse(text.as_bytes()).unwrap();
             apply(&mut f, &m, *ts);
         }
@@ -904,13 +1119,23 @@ mod tests {
 
     #[test]
     fn states_from_facts() {
-        let f = facts(&[("INVITE", 1, "", 1), ("407", 1, "x", 2), ("INVITE", 2, "", 3), ("180", 2, "b", 4), ("200", 2, "b", 5)]);
+        let f = facts(&[
+            ("INVITE", 1, "", 1),
+            ("407", 1, "x", 2),
+            ("INVITE", 2, "", 3),
+            ("180", 2, "b", 4),
+            ("200", 2, "b", 5),
+        ]);
         assert_eq!(derive_state(&f, 10, 100).0, "answered");
         let f = facts(&[("INVITE", 1, "", 1), ("407", 1, "x", 2)]);
         assert_eq!(derive_state(&f, 10, 100).0, "rejected");
         let f = facts(&[("INVITE", 1, "", 1), ("486", 1, "x", 2)]);
         assert_eq!(derive_state(&f, 10, 100).0, "busy");
-        let f = facts(&[("INVITE", 1, "", 1), ("CANCEL", 1, "", 2), ("487", 1, "x", 3)]);
+        let f = facts(&[
+            ("INVITE", 1, "", 1),
+            ("CANCEL", 1, "", 2),
+            ("487", 1, "x", 3),
+        ]);
         assert_eq!(derive_state(&f, 10, 100).0, "cancelled");
         let f = facts(&[("INVITE", 1, "", 1)]);
         assert_eq!(derive_state(&f, 10, 100).0, "in_progress");

@@ -39,7 +39,12 @@ pub enum Transport {
     Udp,
     /// The first SCTP DATA chunk (possibly a fragment of a message).
     Sctp,
-    Tcp { seq: u32, syn: bool, fin: bool, rst: bool },
+    Tcp {
+        seq: u32,
+        syn: bool,
+        fin: bool,
+        rst: bool,
+    },
 }
 
 /// A transport-level view of a frame.
@@ -60,16 +65,26 @@ pub fn decode(link: Link, frame: &[u8]) -> Option<L4<'_>> {
             let fam = frame.get(..4)?;
             let fam = u32::from_le_bytes([fam[0], fam[1], fam[2], fam[3]]);
             let fam = if fam > 0xffff { fam.swap_bytes() } else { fam };
-            let et = if fam == 2 { EtherType::IPV4 } else { EtherType::IPV6 };
+            let et = if fam == 2 {
+                EtherType::IPV4
+            } else {
+                EtherType::IPV6
+            };
             LaxSlicedPacket::from_ether_type(et, frame.get(4..)?)
         }
         Link::LinuxSll => {
             let h = frame.get(..16)?;
-            LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([h[14], h[15]])), &frame[16..])
+            LaxSlicedPacket::from_ether_type(
+                EtherType(u16::from_be_bytes([h[14], h[15]])),
+                &frame[16..],
+            )
         }
         Link::LinuxSll2 => {
             let h = frame.get(..20)?;
-            LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([h[0], h[1]])), &frame[20..])
+            LaxSlicedPacket::from_ether_type(
+                EtherType(u16::from_be_bytes([h[0], h[1]])),
+                &frame[20..],
+            )
         }
     };
     from_sliced(pkt, 0)
@@ -97,7 +112,10 @@ fn ethernet(frame: &[u8]) -> Option<LaxSlicedPacket<'_>> {
         };
         off += 8;
     }
-    Some(LaxSlicedPacket::from_ether_type(EtherType(et), frame.get(off..)?))
+    Some(LaxSlicedPacket::from_ether_type(
+        EtherType(et),
+        frame.get(off..)?,
+    ))
 }
 
 /// The first DATA chunk of an SCTP packet.
@@ -122,11 +140,19 @@ fn sctp_data(p: &[u8]) -> Option<(u16, u16, &[u8])> {
 
 fn from_sliced(pkt: LaxSlicedPacket<'_>, depth: usize) -> Option<L4<'_>> {
     let (src_ip, dst_ip): (IpAddr, IpAddr) = match pkt.net.as_ref()? {
-        LaxNetSlice::Ipv4(v4) => (v4.header().source_addr().into(), v4.header().destination_addr().into()),
-        LaxNetSlice::Ipv6(v6) => (v6.header().source_addr().into(), v6.header().destination_addr().into()),
+        LaxNetSlice::Ipv4(v4) => (
+            v4.header().source_addr().into(),
+            v4.header().destination_addr().into(),
+        ),
+        LaxNetSlice::Ipv6(v6) => (
+            v6.header().source_addr().into(),
+            v6.header().destination_addr().into(),
+        ),
     };
     match pkt.transport {
-        Some(TransportSlice::Udp(u)) if u.destination_port() == VXLAN_PORT && depth < TUNNEL_DEPTH_MAX => {
+        Some(TransportSlice::Udp(u))
+            if u.destination_port() == VXLAN_PORT && depth < TUNNEL_DEPTH_MAX =>
+        {
             let inner = u.payload().get(8..)?;
             from_sliced(ethernet(inner)?, depth + 1)
         }
@@ -139,7 +165,12 @@ fn from_sliced(pkt: LaxSlicedPacket<'_>, depth: usize) -> Option<L4<'_>> {
         Some(TransportSlice::Tcp(t)) => Some(L4 {
             src: SocketAddr::new(src_ip, t.source_port()),
             dst: SocketAddr::new(dst_ip, t.destination_port()),
-            transport: Transport::Tcp { seq: t.sequence_number(), syn: t.syn(), fin: t.fin(), rst: t.rst() },
+            transport: Transport::Tcp {
+                seq: t.sequence_number(),
+                syn: t.syn(),
+                fin: t.fin(),
+                rst: t.rst(),
+            },
             payload: t.payload(),
         }),
         Some(_) => None,
@@ -156,7 +187,11 @@ fn from_sliced(pkt: LaxSlicedPacket<'_>, depth: usize) -> Option<L4<'_>> {
                 IpNumber::GRE => {
                     let g = ipp.payload;
                     let h = g.get(..4)?;
-                    let mut off = 4 + [0x80u8, 0x20, 0x10].iter().filter(|b| h[0] & **b != 0).count() * 4;
+                    let mut off = 4 + [0x80u8, 0x20, 0x10]
+                        .iter()
+                        .filter(|b| h[0] & **b != 0)
+                        .count()
+                        * 4;
                     if h[0] & 0x80 == 0 && h[0] & 0x40 != 0 {
                         off += 4; // routing present implies checksum/offset word
                     }
@@ -166,7 +201,11 @@ fn from_sliced(pkt: LaxSlicedPacket<'_>, depth: usize) -> Option<L4<'_>> {
                         0x6558 => LaxSlicedPacket::from_ethernet(rest).ok()?,
                         0x880b => {
                             // PPP: skip address/control and protocol field.
-                            let (p, skip) = if rest.starts_with(&[0xff, 0x03]) { (rest.get(2..4)?, 4) } else { (rest.get(..2)?, 2) };
+                            let (p, skip) = if rest.starts_with(&[0xff, 0x03]) {
+                                (rest.get(2..4)?, 4)
+                            } else {
+                                (rest.get(..2)?, 2)
+                            };
                             let et = match u16::from_be_bytes([p[0], p[1]]) {
                                 0x0021 => EtherType::IPV4,
                                 0x0057 => EtherType::IPV6,

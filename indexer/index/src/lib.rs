@@ -4,9 +4,11 @@
 //! - [`schema`]: the SQLite schema (documented there).
 //! - [`quality`]: RTP loss/jitter/DTMF and the MOS formula.
 //! - [`query`]: reading calls back (`xdprec calls`).
+//! - [`dedup`]: 2N, one call recorded by several recorders (primary/secondary).
 //! - [`source`]: feeding segment stores (and pcap files, for tests) into the engine.
 #![deny(unsafe_code)]
 
+pub mod dedup;
 pub mod engine;
 pub mod error;
 pub mod frame;

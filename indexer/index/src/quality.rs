@@ -95,14 +95,21 @@ pub fn is_rtcp(buf: &[u8]) -> bool {
 
 impl RtpTracker {
     pub fn new(clock_hz: u32) -> Self {
-        RtpTracker { clock_hz: clock_hz.max(1), ..Default::default() }
+        RtpTracker {
+            clock_hz: clock_hz.max(1),
+            ..Default::default()
+        }
     }
 
     fn extend(&self, seq: u16) -> u64 {
         // Closest extended number to the current maximum.
         let max = self.max_ext;
         let base = max & !0xffff;
-        let cands = [base.wrapping_sub(0x10000) | seq as u64, base | seq as u64, (base + 0x10000) | seq as u64];
+        let cands = [
+            base.wrapping_sub(0x10000) | seq as u64,
+            base | seq as u64,
+            (base + 0x10000) | seq as u64,
+        ];
         *cands
             .iter()
             .filter(|c| **c < (1u64 << 62))
@@ -114,7 +121,9 @@ impl RtpTracker {
     pub fn push(&mut self, p: &RtpPacket<'_>, event_pt: Option<u8>) {
         self.packets += 1;
         self.bytes += p.len as u64;
-        if !self.payload_types.contains(&p.payload_type) && self.payload_types.len() < PAYLOAD_TYPES_MAX {
+        if !self.payload_types.contains(&p.payload_type)
+            && self.payload_types.len() < PAYLOAD_TYPES_MAX
+        {
             self.payload_types.push(p.payload_type);
         }
         if self.seen.is_empty() {
@@ -150,11 +159,15 @@ impl RtpTracker {
                 }
             }
         }
-        let is_event = event_pt == Some(p.payload_type) || (event_pt.is_none() && p.payload_type == 101 && p.payload.len() == 4);
+        let is_event = event_pt == Some(p.payload_type)
+            || (event_pt.is_none() && p.payload_type == 101 && p.payload.len() == 4);
         if is_event {
             if let Some(&code) = p.payload.first() {
                 if code <= 16
-                    && !self.dtmf.iter().any(|&(c, ts)| c == code && ts == p.timestamp)
+                    && !self
+                        .dtmf
+                        .iter()
+                        .any(|&(c, ts)| c == code && ts == p.timestamp)
                     && self.dtmf.len() < DTMF_EVENTS_MAX
                 {
                     self.dtmf.push((code, p.timestamp));
@@ -186,7 +199,9 @@ impl RtpTracker {
         }
     }
     fn is_seen(&self, back: u64) -> bool {
-        self.seen.get((back / 64) as usize).is_some_and(|w| w & (1 << (back % 64)) != 0)
+        self.seen
+            .get((back / 64) as usize)
+            .is_some_and(|w| w & (1 << (back % 64)) != 0)
     }
     fn shift_seen(&mut self, shift: u64) {
         let n = self.seen.len();
@@ -199,8 +214,15 @@ impl RtpTracker {
         for i in (0..n).rev() {
             let src = i.checked_sub(words);
             let hi = src.map(|s| self.seen[s]).unwrap_or(0);
-            let lo = src.and_then(|s| s.checked_sub(1)).map(|s| self.seen[s]).unwrap_or(0);
-            self.seen[i] = if bits == 0 { hi } else { (hi << bits) | (lo >> (64 - bits)) };
+            let lo = src
+                .and_then(|s| s.checked_sub(1))
+                .map(|s| self.seen[s])
+                .unwrap_or(0);
+            self.seen[i] = if bits == 0 {
+                hi
+            } else {
+                (hi << bits) | (lo >> (64 - bits))
+            };
         }
     }
 
@@ -216,7 +238,8 @@ impl RtpTracker {
 
     /// Lost packets (sequence gaps), never negative.
     pub fn lost(&self) -> u64 {
-        self.expected().saturating_sub(self.packets - self.duplicates)
+        self.expected()
+            .saturating_sub(self.packets - self.duplicates)
     }
 
     /// The payload type of the media (first non-event one).
@@ -228,7 +251,11 @@ impl RtpTracker {
 /// E-model R-factor for G.711 (see the module doc).
 pub fn r_factor(lost: u64, packets: u64, jitter_ms: f64) -> f64 {
     let total = lost + packets;
-    let ppl = if total == 0 { 0.0 } else { lost as f64 * 100.0 / total as f64 };
+    let ppl = if total == 0 {
+        0.0
+    } else {
+        lost as f64 * 100.0 / total as f64
+    };
     let d = jitter_ms * 2.0 + 20.0;
     let id = 0.024 * d + if d > 177.3 { 0.11 * (d - 177.3) } else { 0.0 };
     let ie_eff = 95.0 * ppl / (ppl + 10.0);
@@ -249,7 +276,14 @@ mod tests {
     use super::*;
 
     fn pkt(seq: u16, ts: u32, ns: u64) -> RtpPacket<'static> {
-        RtpPacket { seq, timestamp: ts, payload_type: 0, arrival_ns: ns, payload: &[0; 160], len: 172 }
+        RtpPacket {
+            seq,
+            timestamp: ts,
+            payload_type: 0,
+            arrival_ns: ns,
+            payload: &[0; 160],
+            len: 172,
+        }
     }
 
     #[test]

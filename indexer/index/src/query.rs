@@ -66,6 +66,10 @@ pub struct CallOut {
     pub disposition: Option<u16>,
     pub recorder: String,
     pub role: String,
+    /// 2N: for a secondary copy, the Call-ID's primary copy's recorder; flags such as
+    /// `ambiguous: starts differ by 7.0 s ...` for copies kept apart.
+    pub primary_recorder: Option<String>,
+    pub dup_flags: Option<String>,
     pub sip_messages: i64,
     pub streams: Vec<StreamOut>,
     pub rtcp: Vec<RtcpOut>,
@@ -81,48 +85,58 @@ pub struct CallOut {
 pub fn list_calls(conn: &Connection, f: &Filter) -> Result<Vec<CallOut>> {
     let mut st = conn.prepare(
         "SELECT c.id, c.call_id, coalesce(c.from_uri,''), coalesce(c.to_uri,''), coalesce(c.from_user,''), coalesce(c.to_user,''),
-           c.start_ns, c.answer_ns, c.end_ns, c.state, c.final_code, r.name, c.role, c.sip_messages
+           c.start_ns, c.answer_ns, c.end_ns, c.state, c.final_code, r.name, c.role, c.sip_messages,
+           (SELECT r2.name FROM calls p JOIN recorders r2 ON r2.id=p.recorder WHERE p.id=c.primary_id), c.dup_flags
          FROM calls c JOIN recorders r ON r.id=c.recorder
          WHERE c.has_invite=1 AND (?1 OR c.role='primary') AND (?2 IS NULL OR c.call_id=?2)
            AND (?3 IS NULL OR c.start_ns >= ?3) AND (?4 IS NULL OR c.start_ns <= ?4)
            AND (?5 IS NULL OR instr(c.from_user, ?5) > 0 OR instr(c.to_user, ?5) > 0)
          ORDER BY c.start_ns, c.id",
     )?;
-    let rows = st.query_map(params![f.all, f.call_id, f.since_ns, f.until_ns, f.number], |r| {
-        let start: Option<i64> = r.get(6)?;
-        let answer: Option<i64> = r.get(7)?;
-        let end: Option<i64> = r.get(8)?;
-        Ok(CallOut {
-            id: r.get(0)?,
-            call_id: r.get(1)?,
-            from: r.get(2)?,
-            to: r.get(3)?,
-            from_user: r.get(4)?,
-            to_user: r.get(5)?,
-            start: start.map(rfc3339),
-            answer: answer.map(rfc3339),
-            end: end.map(rfc3339),
-            duration_s: match (answer, end) {
-                (Some(a), Some(e)) if e >= a => Some((e - a) as f64 / 1e9),
-                _ => None,
-            },
-            state: r.get(9)?,
-            disposition: r.get(10)?,
-            recorder: r.get(11)?,
-            role: r.get(12)?,
-            sip_messages: r.get(13)?,
-            streams: Vec::new(),
-            rtcp: Vec::new(),
-            mos: None,
-            dtmf: String::new(),
-            start_ns: start.unwrap_or(0),
-        })
-    })?;
+    let rows = st.query_map(
+        params![f.all, f.call_id, f.since_ns, f.until_ns, f.number],
+        |r| {
+            let start: Option<i64> = r.get(6)?;
+            let answer: Option<i64> = r.get(7)?;
+            let end: Option<i64> = r.get(8)?;
+            Ok(CallOut {
+                id: r.get(0)?,
+                call_id: r.get(1)?,
+                from: r.get(2)?,
+                to: r.get(3)?,
+                from_user: r.get(4)?,
+                to_user: r.get(5)?,
+                start: start.map(rfc3339),
+                answer: answer.map(rfc3339),
+                end: end.map(rfc3339),
+                duration_s: match (answer, end) {
+                    (Some(a), Some(e)) if e >= a => Some((e - a) as f64 / 1e9),
+                    _ => None,
+                },
+                state: r.get(9)?,
+                disposition: r.get(10)?,
+                recorder: r.get(11)?,
+                role: r.get(12)?,
+                sip_messages: r.get(13)?,
+                primary_recorder: r.get(14)?,
+                dup_flags: r.get(15)?,
+                streams: Vec::new(),
+                rtcp: Vec::new(),
+                mos: None,
+                dtmf: String::new(),
+                start_ns: start.unwrap_or(0),
+            })
+        },
+    )?;
     let mut calls = rows.collect::<std::result::Result<Vec<_>, _>>()?;
     for c in &mut calls {
         let (s, r) = streams_of(conn, c.id)?;
         c.mos = s.iter().filter_map(|s| s.mos).reduce(f64::min);
-        c.dtmf = s.iter().map(|s| s.dtmf.as_str()).collect::<Vec<_>>().join("");
+        c.dtmf = s
+            .iter()
+            .map(|s| s.dtmf.as_str())
+            .collect::<Vec<_>>()
+            .join("");
         c.streams = s;
         c.rtcp = r;
     }
@@ -171,7 +185,12 @@ pub fn streams_of(conn: &Connection, call: i64) -> Result<(Vec<StreamOut>, Vec<R
     for row in rows {
         let (id, kind, mut s) = row?;
         if kind == "rtcp" {
-            rtcp.push(RtcpOut { src: s.src, dst: s.dst, ssrc: s.ssrc, packets: s.packets });
+            rtcp.push(RtcpOut {
+                src: s.src,
+                dst: s.dst,
+                ssrc: s.ssrc,
+                packets: s.packets,
+            });
             continue;
         }
         s.parts = parts

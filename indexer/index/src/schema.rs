@@ -7,7 +7,7 @@
 //!
 //! | table | one row per | key columns |
 //! |---|---|---|
-//! | `recorders` | recorder (capture point) | `name`, `store` (directory), `now_ns` (latest record time seen: timeouts are measured against it, never the wall clock) |
+//! | `recorders` | recorder (capture point) in a store | `name`, `store` (directory; the same name in two stores is two recorders), `now_ns` (latest record time seen: timeouts are measured against it, never the wall clock) |
 //! | `segments` | segment file consumed | `key` (recorder/iface/queue/seq: survives the rename at sealing and compression), `path` (latest file name), `offset_reached` (byte offset of the next unread record), `done` (sealed and fully consumed) |
 //! | `calls` | INVITE dialog set (Call-ID, per recorder; forks and auth retries stay in one call) | `call_id`, `from_uri`/`to_uri`, `from_user`/`to_user`, `state`, `final_code`, `start_ns`, `answer_ns`, `end_ns`, `last_ns`, `sip_messages`, `role` (`primary`/`secondary`), `primary_id` (2N: the primary copy), `dup_flags`, `facts` (JSON: everything the state is derived from) |
 //! | `sip_messages` | distinct SIP message (retransmissions counted in `retransmissions`) | `call` → calls, `segment` → segments, `record_offset`, `ts_ns`, `src`, `dst`, `transport`, `method`/`status`, `cseq`, `dedup_key` |
@@ -27,7 +27,8 @@ pub const SCHEMA_VERSION: i64 = 1;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS recorders(
-  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, store TEXT NOT NULL, now_ns INTEGER NOT NULL DEFAULT 0);
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL, store TEXT NOT NULL, now_ns INTEGER NOT NULL DEFAULT 0,
+  UNIQUE(name, store));
 CREATE TABLE IF NOT EXISTS segments(
   id INTEGER PRIMARY KEY, recorder INTEGER NOT NULL REFERENCES recorders(id), key TEXT NOT NULL UNIQUE, path TEXT NOT NULL,
   offset_reached INTEGER NOT NULL DEFAULT 0, records INTEGER NOT NULL DEFAULT 0,

@@ -1,4 +1,6 @@
-//! A small, tolerant SIP and SDP reader: exactly what the call model needs.
+//! SIP and SDP as the call model needs them: owned, capped fields taken from xdprec-sip's
+//! parser ([`parse`]), plus the framing helpers the TCP reassembler uses and a small
+//! tolerant reader of its own ([`parse_fallback`]).
 //!
 //! Input is hostile: every accessor works on byte slices with bounds checks, nothing panics,
 //! lengths are capped ([`HEADERS_MAX`], [`SDP_MEDIA_MAX`]). Header names are matched case
@@ -85,8 +87,20 @@ pub struct Sdp {
 }
 
 const METHODS: &[&str] = &[
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
-    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "INFO",
+    "REFER",
+    "MESSAGE",
+    "UPDATE",
 ];
 
 /// True when `buf` starts like a SIP message (a known method or `SIP/2.0 `).
@@ -163,8 +177,105 @@ pub fn user_part(uri: &str) -> &str {
     s.split(';').next().unwrap_or(s)
 }
 
-/// Parses one SIP message from `buf` (a datagram or one framed TCP message).
+/// Parses one SIP message from `buf` (a datagram or one framed TCP/SCTP message) with
+/// xdprec-sip's parser, into the owned fields the call model keeps.
 pub fn parse(buf: &[u8]) -> Result<SipMessage, SipError> {
+    use xdprec_sip as xs;
+    if !looks_like_sip(buf) {
+        return Err(SipError::NotSip);
+    }
+    // Stream-framed messages may exceed a datagram's 64 KiB (the TCP framer caps them).
+    let limits = xs::SipLimits { message_bytes_max: crate::tcp::FLOW_BYTES_MAX, ..Default::default() };
+    let m = xs::SipMessage::parse_with(buf, &limits, xs::BodyFraming::Datagram).map_err(|e| match e {
+        xs::SipError::TooManyHeaders { .. } => SipError::TooManyHeaders,
+        xs::SipError::BadStartLine => SipError::NotSip,
+        _ => SipError::Truncated,
+    })?;
+    let start = if let Some(code) = m.status_code() {
+        if !(100..700).contains(&code) {
+            return Err(SipError::NotSip);
+        }
+        StartLine::Response { status: code, reason: String::new() }
+    } else {
+        let method = m.method().map(|x| x.as_str()).unwrap_or("");
+        let uri = m.request_uri().map(|u| u.raw).unwrap_or("");
+        StartLine::Request { method: cap(method), uri: cap(uri) }
+    };
+    // RFC 3261 §7.1: a request line ends with SIP/2.0; a damaged one is not trusted
+    // (tshark does not take it for SIP either).
+    if let StartLine::Request { .. } = start {
+        let first = buf.split(|b| *b == b'\n').next().unwrap_or(&[]);
+        let first = String::from_utf8_lossy(first);
+        if !first.trim_end().rsplit(' ').next().is_some_and(|v| v.eq_ignore_ascii_case("SIP/2.0")) {
+            return Err(SipError::NotSip);
+        }
+    }
+    let call_id = m.call_id().map(str::trim).unwrap_or("");
+    if call_id.is_empty() {
+        return Err(SipError::NoCallId);
+    }
+    let from = m.from();
+    let to = m.to();
+    let cseq = m.cseq();
+    let mut out = SipMessage {
+        start: Some(start),
+        call_id: cap(call_id),
+        from_uri: cap(from.map(|f| f.uri).unwrap_or("")),
+        from_tag: cap(from.and_then(|f| f.tag()).unwrap_or("")),
+        to_uri: cap(to.map(|f| f.uri).unwrap_or("")),
+        to_tag: cap(to.and_then(|f| f.tag()).unwrap_or("")),
+        cseq_num: cseq.map(|c| c.seq).unwrap_or(0),
+        cseq_method: cap(cseq.map(|c| c.method.as_str()).unwrap_or("")),
+        branch: cap(m.via_branches().next().unwrap_or("")),
+        content_length: None,
+        content_type: String::new(),
+        head_bytes: m.header_section().len(),
+        sdp: None,
+    };
+    if let Ok(Some(body)) = m.sdp() {
+        if let Ok(sdp) = xs::Sdp::parse(body) {
+            let media: Vec<SdpMedia> = sdp
+                .endpoints()
+                .take(SDP_MEDIA_MAX)
+                .map(|e| SdpMedia {
+                    media: media_kind(&e.media.kind).to_string(),
+                    addr: e.addr,
+                    port: e.rtp_port,
+                    rtcp_port: e.rtcp_port.unwrap_or(0),
+                    proto: cap(e.media.proto),
+                    rtpmap: e
+                        .media
+                        .codecs()
+                        .take(64)
+                        .map(|c| (c.payload_type, cap(c.encoding), c.clock_rate))
+                        .collect(),
+                    payload_types: e.media.payload_types().take(64).collect(),
+                    inactive: e.direction == xs::Direction::Inactive,
+                })
+                .collect();
+            if !media.is_empty() {
+                out.sdp = Some(Sdp { media });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn media_kind<'a>(k: &xdprec_sip::MediaKind<'a>) -> &'a str {
+    use xdprec_sip::MediaKind as K;
+    match k {
+        K::Audio => "audio",
+        K::Video => "video",
+        K::Text => "text",
+        K::Application => "application",
+        K::Message => "message",
+        K::Image => "image",
+        K::Unknown(s) => s,
+    }
+}
+
+/// The indexer's own tolerant reader (kept for comparison in tests; [`parse`] is used).
+pub fn parse_fallback(buf: &[u8]) -> Result<SipMessage, SipError> {
     if !looks_like_sip(buf) {
         return Err(SipError::NotSip);
     }
@@ -182,19 +293,32 @@ pub fn parse(buf: &[u8]) -> Result<SipMessage, SipError> {
         if !(100..700).contains(&status) {
             return Err(SipError::NotSip);
         }
-        StartLine::Response { status, reason: cap(reason.trim()) }
+        StartLine::Response {
+            status,
+            reason: cap(reason.trim()),
+        }
     } else {
         let mut it = first.split(' ');
         let method = it.next().unwrap_or("");
         let uri = it.next().unwrap_or("");
         // RFC 3261 §7.1: Method SP Request-URI SP SIP-Version. A damaged version means the
         // start line cannot be trusted (tshark does not take it for SIP either).
-        if !it.next().is_some_and(|v| v.trim_end().eq_ignore_ascii_case("SIP/2.0")) {
+        if !it
+            .next()
+            .is_some_and(|v| v.trim_end().eq_ignore_ascii_case("SIP/2.0"))
+        {
             return Err(SipError::NotSip);
         }
-        StartLine::Request { method: cap(method), uri: cap(uri) }
+        StartLine::Request {
+            method: cap(method),
+            uri: cap(uri),
+        }
     };
-    let mut m = SipMessage { start: Some(start), head_bytes: head.len(), ..Default::default() };
+    let mut m = SipMessage {
+        start: Some(start),
+        head_bytes: head.len(),
+        ..Default::default()
+    };
     let mut count = 0usize;
     let mut via_seen = false;
     for line in lines {
@@ -205,11 +329,14 @@ pub fn parse(buf: &[u8]) -> Result<SipMessage, SipError> {
         if count > HEADERS_MAX {
             return Err(SipError::TooManyHeaders);
         }
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let name = name.trim();
         let value = value.trim();
         let is = |long: &str, short: &str| {
-            name.eq_ignore_ascii_case(long) || (!short.is_empty() && name.eq_ignore_ascii_case(short))
+            name.eq_ignore_ascii_case(long)
+                || (!short.is_empty() && name.eq_ignore_ascii_case(short))
         };
         if is("call-id", "i") {
             m.call_id = cap(value);
@@ -227,15 +354,14 @@ pub fn parse(buf: &[u8]) -> Result<SipMessage, SipError> {
             via_seen = true;
             // The top Via's branch; a header may carry several comma-separated Vias.
             let top = value.split(',').next().unwrap_or(value);
-            m.branch = cap(
-                top.split(';')
-                    .skip(1)
-                    .find_map(|p| {
-                        let (k, v) = p.split_once('=')?;
-                        k.trim().eq_ignore_ascii_case("branch").then(|| v.trim())
-                    })
-                    .unwrap_or(""),
-            );
+            m.branch = cap(top
+                .split(';')
+                .skip(1)
+                .find_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("branch").then(|| v.trim())
+                })
+                .unwrap_or(""));
         } else if is("content-length", "l") {
             m.content_length = value.parse().ok();
         } else if is("content-type", "c") {
@@ -261,9 +387,12 @@ pub fn parse(buf: &[u8]) -> Result<SipMessage, SipError> {
 }
 
 fn multipart_sdp(body: &[u8], content_type: &str) -> Option<Sdp> {
-    let boundary = param(&format!("x;{}", content_type.split_once(';')?.1), "boundary")?
-        .trim_matches('"')
-        .to_string();
+    let boundary = param(
+        &format!("x;{}", content_type.split_once(';')?.1),
+        "boundary",
+    )?
+    .trim_matches('"')
+    .to_string();
     if boundary.is_empty() {
         return None;
     }
@@ -271,7 +400,9 @@ fn multipart_sdp(body: &[u8], content_type: &str) -> Option<Sdp> {
     let delim = format!("--{boundary}");
     for part in text.split(delim.as_str()).skip(1) {
         let part_bytes = part.as_bytes();
-        let Some(e) = head_end(part_bytes) else { continue };
+        let Some(e) = head_end(part_bytes) else {
+            continue;
+        };
         let head = String::from_utf8_lossy(&part_bytes[..e]).to_ascii_lowercase();
         if head.contains("application/sdp") {
             return parse_sdp(&part_bytes[e..]);
@@ -288,7 +419,9 @@ pub fn parse_sdp(body: &[u8]) -> Option<Sdp> {
     let mut media: Vec<SdpMedia> = Vec::new();
     for line in text.lines() {
         let line = line.trim_end();
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         match k {
             "c" => {
                 // c=IN IP4 203.0.113.1[/ttl]
@@ -415,7 +548,9 @@ v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\nm
         let sdp = m.sdp.unwrap();
         assert_eq!(sdp.media[0].port, 4000);
         assert_eq!(sdp.media[0].addr, Some("198.51.100.1".parse().unwrap()));
-        assert_eq!(sdp.media[0].rtpmap[0].1, "telephone-event");
+        assert!(sdp.media[0].rtpmap.iter().any(|m| m.0 == 101 && m.1 == "telephone-event"));
+        let own = parse_fallback(INVITE).unwrap();
+        assert_eq!((own.call_id, own.from_tag, own.cseq_num), (m.call_id.clone(), m.from_tag.clone(), 1));
     }
 
     #[test]
@@ -424,7 +559,13 @@ v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\nm
             let _ = parse(&INVITE[..n]);
         }
         assert_eq!(parse(b"\x00\x01garbage").unwrap_err(), SipError::NotSip);
-        assert_eq!(parse(b"SIP/2.0 999 X\r\n\r\n").unwrap_err(), SipError::NotSip);
-        assert_eq!(parse(b"INVITE sip:x SIP/a.0\r\nCall-ID: 1\r\n\r\n").unwrap_err(), SipError::NotSip);
+        assert_eq!(
+            parse(b"SIP/2.0 999 X\r\n\r\n").unwrap_err(),
+            SipError::NotSip
+        );
+        assert_eq!(
+            parse(b"INVITE sip:x SIP/a.0\r\nCall-ID: 1\r\n\r\n").unwrap_err(),
+            SipError::NotSip
+        );
     }
 }

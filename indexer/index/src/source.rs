@@ -13,7 +13,10 @@ use std::path::Path;
 /// Indexes a pcap or pcapng file as recorder `recorder`. Returns the frames read.
 /// A file already consumed is skipped (returns 0).
 pub fn index_pcap(ix: &mut Indexer, path: &Path, recorder: &str) -> Result<u64> {
-    let bad = |msg: String| IndexError::Segment { path: path.to_path_buf(), msg };
+    let bad = |msg: String| IndexError::Segment {
+        path: path.to_path_buf(),
+        msg,
+    };
     let bytes = std::fs::read(path).map_err(|e| bad(format!("read: {e}")))?;
     let key = path.to_string_lossy().to_string();
     let rec = ix.recorder(recorder, &key)?;
@@ -25,7 +28,14 @@ pub fn index_pcap(ix: &mut Indexer, path: &Path, recorder: &str) -> Result<u64> 
     let mut feed = |ix: &mut Indexer, link: Option<Link>, ts_ns: i64, data: &[u8]| -> Result<()> {
         n += 1;
         if let Some(link) = link {
-            let f = FrameIn { ts_ns, offset: n - 1, stream_id: -1, hint: Hint::Unknown, link, data };
+            let f = FrameIn {
+                ts_ns,
+                offset: n - 1,
+                stream_id: -1,
+                hint: Hint::Unknown,
+                link,
+                data,
+            };
             ix.push(&mut ctx, &f)?;
         }
         Ok(())
@@ -59,6 +69,7 @@ pub fn index_pcap(ix: &mut Indexer, path: &Path, recorder: &str) -> Result<u64> 
     match r {
         Ok(()) => {
             ix.commit(&ctx, n, n, true)?;
+            crate::dedup::tag_2n(ix.conn())?;
             Ok(n)
         }
         Err(e) => {
@@ -80,7 +91,10 @@ pub struct PassStats {
 
 /// The identity of a segment across its renames (open → sealed → compressed).
 pub fn segment_key(info: &xdprec_segment::SegmentInfo) -> String {
-    format!("{}/{}/{}/{}", info.recorder, info.iface, info.queue, info.seq)
+    format!(
+        "{}/{}/{}/{}",
+        info.recorder, info.iface, info.queue, info.seq
+    )
 }
 
 fn hint_of(class: xdprec_segment::Class) -> Hint {
@@ -97,15 +111,27 @@ fn hint_of(class: xdprec_segment::Class) -> Hint {
 /// records of segments still being written. Each segment's work is one transaction together
 /// with its progress mark, so a killed pass is redone exactly from the last commit.
 pub fn index_store(ix: &mut Indexer, store: &Path, follow: bool) -> Result<PassStats> {
-    index_store_until(ix, store, follow, u64::MAX).map(|(s, _)| s)
+    let st = index_store_until(ix, store, follow, u64::MAX).map(|(s, _)| s)?;
+    if st.segments > 0 {
+        crate::dedup::tag_2n(ix.conn())?;
+    }
+    Ok(st)
 }
 
 /// Like [`index_store`], but stops in the middle of a segment after `records_budget` records,
 /// abandoning its transaction as a killed process would (crash tests). Returns true when
 /// the pass finished within the budget.
-pub fn index_store_until(ix: &mut Indexer, store: &Path, follow: bool, records_budget: u64) -> Result<(PassStats, bool)> {
+pub fn index_store_until(
+    ix: &mut Indexer,
+    store: &Path,
+    follow: bool,
+    records_budget: u64,
+) -> Result<(PassStats, bool)> {
     let mut budget = records_budget;
-    let store_err = |msg: String| IndexError::Store { path: store.to_path_buf(), msg };
+    let store_err = |msg: String| IndexError::Store {
+        path: store.to_path_buf(),
+        msg,
+    };
     let segs = xdprec_segment::list_segments(store).map_err(|e| store_err(e.to_string()))?;
     let store_name = store.to_string_lossy().to_string();
     let mut stats = PassStats::default();
@@ -135,7 +161,10 @@ pub fn index_store_until(ix: &mut Indexer, store: &Path, follow: bool, records_b
         let r = (|| -> Result<()> {
             for r in reader.records().filter(|r| r.offset >= start) {
                 if budget == 0 {
-                    return Err(IndexError::Store { path: store.to_path_buf(), msg: "budget".into() });
+                    return Err(IndexError::Store {
+                        path: store.to_path_buf(),
+                        msg: "budget".into(),
+                    });
                 }
                 budget -= 1;
                 n += 1;
@@ -148,7 +177,11 @@ pub fn index_store_until(ix: &mut Indexer, store: &Path, follow: bool, records_b
                     ts_ns: r.ts_ns as i64,
                     offset: r.offset,
                     stream_id: r.stream_id as i64,
-                    hint: if reassembled { Hint::Unknown } else { hint_of(r.class) },
+                    hint: if reassembled {
+                        Hint::Unknown
+                    } else {
+                        hint_of(r.class)
+                    },
                     link: Link::Ethernet,
                     data: r.frame,
                 };

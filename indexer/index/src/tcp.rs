@@ -50,10 +50,22 @@ fn seq_lt(a: u32, b: u32) -> bool {
 
 impl TcpReassembler {
     /// Feeds one TCP segment of flow `key`; returns the complete SIP messages it finishes.
-    pub fn push(&mut self, key: &str, seq: u32, syn: bool, data: &[u8], origin: Origin) -> Vec<(Vec<u8>, Origin)> {
+    pub fn push(
+        &mut self,
+        key: &str,
+        seq: u32,
+        syn: bool,
+        data: &[u8],
+        origin: Origin,
+    ) -> Vec<(Vec<u8>, Origin)> {
         self.clock += 1;
         if !self.flows.contains_key(key) && self.flows.len() >= FLOWS_MAX {
-            if let Some(old) = self.flows.iter().min_by_key(|(_, f)| f.last_use).map(|(k, _)| k.clone()) {
+            if let Some(old) = self
+                .flows
+                .iter()
+                .min_by_key(|(_, f)| f.last_use)
+                .map(|(k, _)| k.clone())
+            {
                 self.flows.remove(&old);
                 self.counters.flows_evicted += 1;
             }
@@ -96,7 +108,9 @@ impl TcpReassembler {
         // Drain pending segments that now fit.
         loop {
             let next = flow.next_seq.unwrap_or(0);
-            let Some((&s, _)) = flow.pending.iter().find(|(s, _)| !seq_lt(next, **s)) else { break };
+            let Some((&s, _)) = flow.pending.iter().find(|(s, _)| !seq_lt(next, **s)) else {
+                break;
+            };
             let (d, o) = flow.pending.remove(&s).unwrap_or_default();
             let skip = next.wrapping_sub(s) as usize;
             if skip < d.len() {
@@ -111,7 +125,12 @@ impl TcpReassembler {
 
 impl TcpReassembler {
     /// Feeds bytes known to be in order (SCTP DATA chunks of one association and stream).
-    pub fn push_in_order(&mut self, key: &str, data: &[u8], origin: Origin) -> Vec<(Vec<u8>, Origin)> {
+    pub fn push_in_order(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        origin: Origin,
+    ) -> Vec<(Vec<u8>, Origin)> {
         let next = self.flows.get(key).and_then(|f| f.next_seq).unwrap_or(0);
         self.push(key, next, false, data, origin)
     }
@@ -146,7 +165,11 @@ fn consume(flow: &mut Flow, n: usize) {
 fn frame(flow: &mut Flow, c: &mut TcpCounters) -> Vec<(Vec<u8>, Origin)> {
     let mut out = Vec::new();
     loop {
-        let lead = flow.buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+        let lead = flow
+            .buf
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
         if lead > 0 {
             consume(flow, lead);
         }
@@ -160,7 +183,13 @@ fn frame(flow: &mut Flow, c: &mut TcpCounters) -> Vec<(Vec<u8>, Origin)> {
             // Resynchronise on the next line that starts a SIP message.
             let skip = (1..flow.buf.len())
                 .find(|&i| flow.buf[i - 1] == b'\n' && looks_like_sip(&flow.buf[i..]))
-                .unwrap_or_else(|| flow.buf.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(flow.buf.len()));
+                .unwrap_or_else(|| {
+                    flow.buf
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map(|p| p + 1)
+                        .unwrap_or(flow.buf.len())
+                });
             c.garbage_bytes += skip as u64;
             consume(flow, skip);
             continue;

@@ -6,7 +6,12 @@ use xdprec_index::{source::index_pcap, Config, Indexer};
 fn index(rel: &str) -> (tempdir::Dir, Indexer) {
     let dir = tempdir::Dir::new(rel);
     let mut ix = Indexer::open(&dir.0.join("index.sqlite"), Config::default()).unwrap();
-    index_pcap(&mut ix, &xdprec_testkit::corpus_dir().expect("corpus").join(rel), "r1").unwrap();
+    index_pcap(
+        &mut ix,
+        &xdprec_testkit::corpus_dir().expect("corpus").join(rel),
+        "r1",
+    )
+    .unwrap();
     (dir, ix)
 }
 

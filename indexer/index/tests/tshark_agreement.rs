@@ -48,7 +48,11 @@ fn captures(corpus: &Path) -> Vec<(String, Vec<String>)> {
     for line in manifest.lines().filter(|l| l.starts_with("| `")) {
         let cols: Vec<&str> = line.split('|').map(str::trim).collect();
         let file = cols[1].trim_matches('`').to_string();
-        let invites: u32 = cols[7].split('/').nth(1).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+        let invites: u32 = cols[7]
+            .split('/')
+            .nth(1)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
         if invites == 0 {
             continue;
         }
@@ -72,14 +76,36 @@ struct Figures {
 fn compare(corpus: &Path, rel: &str, extra: &[String], fig: &mut Figures) -> Vec<Diff> {
     let file = corpus.join(rel);
     // tshark: frame → Call-ID, INVITE Call-IDs.
-    let sip = tshark(&file, extra, &["-Y", "sip", "-T", "fields", "-E", "separator=\t", "-e", "frame.number", "-e", "sip.Call-ID", "-e", "sip.Method"]);
+    let sip = tshark(
+        &file,
+        extra,
+        &[
+            "-Y",
+            "sip",
+            "-T",
+            "fields",
+            "-E",
+            "separator=\t",
+            "-e",
+            "frame.number",
+            "-e",
+            "sip.Call-ID",
+            "-e",
+            "sip.Method",
+        ],
+    );
     let mut frame_call: BTreeMap<u64, String> = BTreeMap::new();
     let mut t_calls: BTreeSet<String> = BTreeSet::new();
     for l in sip.lines() {
         let f: Vec<&str> = l.split('\t').collect();
-        let (Some(n), Some(cid)) = (f.first().and_then(|n| n.parse().ok()), f.get(1)) else { continue };
+        let (Some(n), Some(cid)) = (f.first().and_then(|n| n.parse().ok()), f.get(1)) else {
+            continue;
+        };
         let cid = cid.split(',').next().unwrap_or("").to_string();
-        if f.get(2).is_some_and(|m| m.split(',').any(|m| m == "INVITE")) && !cid.is_empty() {
+        if f.get(2)
+            .is_some_and(|m| m.split(',').any(|m| m == "INVITE"))
+            && !cid.is_empty()
+        {
             t_calls.insert(cid.clone());
         }
         frame_call.insert(n, cid);
@@ -88,7 +114,30 @@ fn compare(corpus: &Path, rel: &str, extra: &[String], fig: &mut Figures) -> Vec
     let rtp = tshark(
         &file,
         extra,
-        &["-Y", "rtp", "-T", "fields", "-E", "separator=\t", "-e", "ip.src", "-e", "ipv6.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "ipv6.dst", "-e", "udp.dstport", "-e", "rtp.ssrc", "-e", "rtp.setup-frame"],
+        &[
+            "-Y",
+            "rtp",
+            "-T",
+            "fields",
+            "-E",
+            "separator=\t",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "rtp.ssrc",
+            "-e",
+            "rtp.setup-frame",
+        ],
     );
     let mut t_streams: BTreeMap<(String, String, u32), (u64, String)> = BTreeMap::new();
     for l in rtp.lines() {
@@ -96,25 +145,55 @@ fn compare(corpus: &Path, rel: &str, extra: &[String], fig: &mut Figures) -> Vec
         if f.len() < 8 {
             continue;
         }
-        let Ok(ssrc) = u32::from_str_radix(f[6].split(',').next().unwrap_or("").trim_start_matches("0x"), 16) else { continue };
-        let setup: u64 = f[7].split(',').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let Ok(ssrc) = u32::from_str_radix(
+            f[6].split(',')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("0x"),
+            16,
+        ) else {
+            continue;
+        };
+        let setup: u64 = f[7]
+            .split(',')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let call = frame_call.get(&setup).cloned().unwrap_or_default();
-        let e = t_streams.entry((endpoint(f[0], f[1], f[2]), endpoint(f[3], f[4], f[5]), ssrc)).or_insert((0, call));
+        let e = t_streams
+            .entry((endpoint(f[0], f[1], f[2]), endpoint(f[3], f[4], f[5]), ssrc))
+            .or_insert((0, call));
         e.0 += 1;
     }
     // Ours.
-    let dir = std::env::temp_dir().join(format!("xdprec-tshark-{}-{}", rel.replace('/', "_"), std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "xdprec-tshark-{}-{}",
+        rel.replace('/', "_"),
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut ix = Indexer::open(&dir.join("index.sqlite"), Config::default()).unwrap();
     if index_pcap(&mut ix, &file, "r").is_err() {
         // A format pcap-file cannot read (NetMon): let editcap convert it.
         let conv = dir.join("converted.pcap");
-        let ok = Command::new("editcap").args(["-F", "pcap"]).arg(&file).arg(&conv).status().is_ok_and(|s| s.success());
+        let ok = Command::new("editcap")
+            .args(["-F", "pcap"])
+            .arg(&file)
+            .arg(&conv)
+            .status()
+            .is_ok_and(|s| s.success());
         assert!(ok, "{rel}: unreadable and editcap could not convert it");
         index_pcap(&mut ix, &conv, "r").unwrap();
     }
-    let calls = list_calls(ix.conn(), &Filter { all: true, ..Default::default() }).unwrap();
+    let calls = list_calls(
+        ix.conn(),
+        &Filter {
+            all: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let orphans = orphan_streams(ix.conn()).unwrap();
     drop(ix);
     let _ = std::fs::remove_dir_all(&dir);
@@ -122,7 +201,10 @@ fn compare(corpus: &Path, rel: &str, extra: &[String], fig: &mut Figures) -> Vec
     let mut o_streams: BTreeMap<(String, String, u32), (u64, String)> = BTreeMap::new();
     for c in &calls {
         for s in &c.streams {
-            o_streams.insert((s.src.clone(), s.dst.clone(), s.ssrc), (s.packets as u64, c.call_id.clone()));
+            o_streams.insert(
+                (s.src.clone(), s.dst.clone(), s.ssrc),
+                (s.packets as u64, c.call_id.clone()),
+            );
         }
     }
     // Streams tshark set up from something other than SIP (MGCP...) are orphans for us.
@@ -167,12 +249,18 @@ fn compare(corpus: &Path, rel: &str, extra: &[String], fig: &mut Figures) -> Vec
 
 /// Rows of the table in KNOWN_DIFFERENCES.md: | capture | kind | key | reason |.
 fn known() -> BTreeSet<Diff> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("KNOWN_DIFFERENCES.md")).expect("KNOWN_DIFFERENCES.md");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("KNOWN_DIFFERENCES.md"))
+            .expect("KNOWN_DIFFERENCES.md");
     text.lines()
         .filter(|l| l.starts_with("| `"))
         .filter_map(|l| {
             let c: Vec<&str> = l.split('|').map(str::trim).collect();
-            Some((c.get(1)?.trim_matches('`').to_string(), c.get(2)?.to_string(), c.get(3)?.trim_matches('`').to_string()))
+            Some((
+                c.get(1)?.trim_matches('`').to_string(),
+                c.get(2)?.to_string(),
+                c.get(3)?.trim_matches('`').to_string(),
+            ))
         })
         .collect()
 }
@@ -182,9 +270,15 @@ fn agrees_with_tshark() {
     if !xdprec_testkit::require_tool("agrees_with_tshark", "tshark") {
         return;
     }
-    let Some(corpus) = xdprec_testkit::corpus_dir() else { return };
+    let Some(corpus) = xdprec_testkit::corpus_dir() else {
+        return;
+    };
     let known = known();
-    let mut fig = Figures { captures: 0, calls: 0, streams: 0 };
+    let mut fig = Figures {
+        captures: 0,
+        calls: 0,
+        streams: 0,
+    };
     let mut all = Vec::new();
     for (rel, extra) in captures(&corpus) {
         all.extend(compare(&corpus, &rel, &extra, &mut fig));
@@ -203,9 +297,24 @@ fn agrees_with_tshark() {
         println!("UNEXPLAINED | `{}` | {} | `{}` |", d.0, d.1, d.2);
     }
     for d in &stale {
-        println!("STALE (listed but not seen) | `{}` | {} | `{}` |", d.0, d.1, d.2);
+        println!(
+            "STALE (listed but not seen) | `{}` | {} | `{}` |",
+            d.0, d.1, d.2
+        );
     }
-    assert!(fig.captures >= 20, "MANIFEST.md lists too few captures with calls: {}", fig.captures);
-    assert!(unexplained.is_empty(), "{} differences from tshark are not in KNOWN_DIFFERENCES.md", unexplained.len());
-    assert!(stale.is_empty(), "{} rows of KNOWN_DIFFERENCES.md no longer occur: remove them", stale.len());
+    assert!(
+        fig.captures >= 20,
+        "MANIFEST.md lists too few captures with calls: {}",
+        fig.captures
+    );
+    assert!(
+        unexplained.is_empty(),
+        "{} differences from tshark are not in KNOWN_DIFFERENCES.md",
+        unexplained.len()
+    );
+    assert!(
+        stale.is_empty(),
+        "{} rows of KNOWN_DIFFERENCES.md no longer occur: remove them",
+        stale.len()
+    );
 }

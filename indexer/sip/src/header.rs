@@ -108,40 +108,41 @@ pub enum HeaderName<'a> {
     Other(&'a str),
 }
 
+/// Canonical spelling; matched case-insensitively.
 const NAMES: &[(&str, HeaderName<'static>)] = &[
-    ("accept", HeaderName::Accept),
-    ("allow", HeaderName::Allow),
-    ("allow-events", HeaderName::AllowEvents),
-    ("authorization", HeaderName::Authorization),
-    ("call-id", HeaderName::CallId),
-    ("contact", HeaderName::Contact),
-    ("content-disposition", HeaderName::ContentDisposition),
-    ("content-encoding", HeaderName::ContentEncoding),
-    ("content-length", HeaderName::ContentLength),
-    ("content-type", HeaderName::ContentType),
-    ("cseq", HeaderName::CSeq),
-    ("date", HeaderName::Date),
-    ("event", HeaderName::Event),
-    ("expires", HeaderName::Expires),
-    ("from", HeaderName::From),
-    ("max-forwards", HeaderName::MaxForwards),
-    ("p-asserted-identity", HeaderName::PAssertedIdentity),
-    ("proxy-authenticate", HeaderName::ProxyAuthenticate),
-    ("proxy-authorization", HeaderName::ProxyAuthorization),
-    ("reason", HeaderName::Reason),
-    ("record-route", HeaderName::RecordRoute),
-    ("refer-to", HeaderName::ReferTo),
-    ("referred-by", HeaderName::ReferredBy),
-    ("require", HeaderName::Require),
-    ("route", HeaderName::Route),
-    ("server", HeaderName::Server),
-    ("session-expires", HeaderName::SessionExpires),
-    ("subject", HeaderName::Subject),
-    ("supported", HeaderName::Supported),
-    ("to", HeaderName::To),
-    ("user-agent", HeaderName::UserAgent),
-    ("via", HeaderName::Via),
-    ("www-authenticate", HeaderName::WwwAuthenticate),
+    ("Accept", HeaderName::Accept),
+    ("Allow", HeaderName::Allow),
+    ("Allow-Events", HeaderName::AllowEvents),
+    ("Authorization", HeaderName::Authorization),
+    ("Call-ID", HeaderName::CallId),
+    ("Contact", HeaderName::Contact),
+    ("Content-Disposition", HeaderName::ContentDisposition),
+    ("Content-Encoding", HeaderName::ContentEncoding),
+    ("Content-Length", HeaderName::ContentLength),
+    ("Content-Type", HeaderName::ContentType),
+    ("CSeq", HeaderName::CSeq),
+    ("Date", HeaderName::Date),
+    ("Event", HeaderName::Event),
+    ("Expires", HeaderName::Expires),
+    ("From", HeaderName::From),
+    ("Max-Forwards", HeaderName::MaxForwards),
+    ("P-Asserted-Identity", HeaderName::PAssertedIdentity),
+    ("Proxy-Authenticate", HeaderName::ProxyAuthenticate),
+    ("Proxy-Authorization", HeaderName::ProxyAuthorization),
+    ("Reason", HeaderName::Reason),
+    ("Record-Route", HeaderName::RecordRoute),
+    ("Refer-To", HeaderName::ReferTo),
+    ("Referred-By", HeaderName::ReferredBy),
+    ("Require", HeaderName::Require),
+    ("Route", HeaderName::Route),
+    ("Server", HeaderName::Server),
+    ("Session-Expires", HeaderName::SessionExpires),
+    ("Subject", HeaderName::Subject),
+    ("Supported", HeaderName::Supported),
+    ("To", HeaderName::To),
+    ("User-Agent", HeaderName::UserAgent),
+    ("Via", HeaderName::Via),
+    ("WWW-Authenticate", HeaderName::WwwAuthenticate),
 ];
 
 impl<'a> HeaderName<'a> {
@@ -180,13 +181,8 @@ impl<'a> HeaderName<'a> {
 
     /// The canonical long name (or the name as written for `Other`).
     pub fn as_str(&self) -> &'a str {
-        if let HeaderName::Other(s) = self {
-            return s;
-        }
         match self {
-            HeaderName::CallId => "Call-ID",
-            HeaderName::CSeq => "CSeq",
-            HeaderName::WwwAuthenticate => "WWW-Authenticate",
+            HeaderName::Other(s) => s,
             _ => NAMES.iter().find(|(_, h)| h == self).map_or("", |(n, _)| n),
         }
     }
@@ -262,7 +258,8 @@ impl<'a> Uri<'a> {
         })
     }
 
-    /// A URI parameter (`;transport=tcp`, `;lr`), see [`param`].
+    /// A URI parameter (`;transport=tcp`, `;lr`): `Some(None)` for a flag, `Some(Some(v))`
+    /// for `name=v`; names compare case-insensitively.
     pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
         param(self.params, name)
     }
@@ -552,7 +549,11 @@ mod tests {
         assert_eq!(HeaderName::parse("x"), HeaderName::SessionExpires);
         assert_eq!(HeaderName::parse("X-Foo"), HeaderName::Other("X-Foo"));
         assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
-        assert_eq!(HeaderName::ContentLength.as_str(), "content-length");
+        assert_eq!(HeaderName::ContentLength.as_str(), "Content-Length");
+        assert_eq!(
+            HeaderName::parse("www-AUTHENTICATE").as_str(),
+            "WWW-Authenticate"
+        );
         assert!(HeaderName::Other("x-a").same(&HeaderName::Other("X-A")));
     }
 

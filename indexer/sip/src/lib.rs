@@ -20,6 +20,7 @@
 //! - [`rtp`]: RTP header view, RFC 4733 [`TelephoneEvent`]; [`rtcp`]: packet view,
 //!   [`Compound`] iterator (64 packets), [`RtcpRepr`].
 //! - [`stats`]: [`JitterEstimator`] and [`SeqTracker`].
+//! - [`websocket`]: [`WebSocketDeframer`] for SIP over WebSocket (RFC 7118), 64 KiB.
 #![deny(unsafe_code)]
 
 pub mod header;
@@ -31,6 +32,7 @@ pub mod sip;
 pub mod stats;
 pub mod stream;
 mod text;
+pub mod websocket;
 
 pub use header::{CSeq, ContentType, HeaderName, Method, NameAddr, Reason, Uri, Via};
 pub use multipart::MultipartError;
@@ -43,4 +45,5 @@ pub use sip::{
     BodyFraming, ContentLength, Header, SipError, SipLimits, SipMessage, StartLine, Warnings,
 };
 pub use stats::{JitterEstimator, SeqEvent, SeqTracker};
-pub use stream::{FramerStats, ReassemblerStats, SipStreamFramer, TcpReassembler};
+pub use stream::{FramerStats, ReassemblerStats, SipStreamFramer, StreamConsumer, TcpReassembler};
+pub use websocket::{WebSocketDeframer, WsStats};

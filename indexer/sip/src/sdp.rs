@@ -1,6 +1,6 @@
 //! SDP session descriptions (RFC 8866, formerly RFC 4566) as carried in SIP bodies.
 //!
-//! [`Sdp::parse`] reads the session-level fields the indexer needs (v=, o=, s=, c=,
+//! [`Sdp::parse`] reads the session-level fields the indexer needs (v=, o=, s=, c=, t=,
 //! direction) and splits the body into media sections ([`Media`]: m= plus its c=,
 //! direction, a=rtcp, a=rtcp-mux, a=ptime). Other attributes are read on demand
 //! ([`Media::attributes`], [`Media::rtpmap`], [`Media::fmtp`]) from the borrowed text.
@@ -185,6 +185,19 @@ impl<'a> MediaKind<'a> {
             "message" => MediaKind::Message,
             "image" => MediaKind::Image,
             other => MediaKind::Unknown(other),
+        }
+    }
+
+    /// The media type as written in the m= line.
+    pub fn as_str(&self) -> &'a str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+            MediaKind::Text => "text",
+            MediaKind::Application => "application",
+            MediaKind::Message => "message",
+            MediaKind::Image => "image",
+            MediaKind::Unknown(s) => s,
         }
     }
 }
@@ -375,8 +388,9 @@ impl<'a> Media<'a> {
             None => (portspec.parse().ok()?, None),
         };
         let proto = it.next()?;
-        // The rest of the line after proto is the format list.
-        let idx = v.find(proto).map_or(v.len(), |i| i + proto.len());
+        // The rest of the line after proto is the format list (`proto` is a subslice of
+        // `v`, so its offset is the difference of the pointers).
+        let idx = proto.as_ptr() as usize - v.as_ptr() as usize + proto.len();
         let format_list = trim(v.get(idx..).unwrap_or(""));
         Some(Media {
             kind,
@@ -488,6 +502,8 @@ pub struct Sdp<'a> {
     pub origin: Option<Origin<'a>>,
     pub session_name: Option<&'a str>,
     pub connection: Option<Connection<'a>>,
+    /// The first `t=<start> <stop>` (NTP seconds; 0 0 for an unbounded session).
+    pub timing: Option<(u64, u64)>,
     pub direction: Option<Direction>,
     pub media: Vec<Media<'a>>,
     /// Lines skipped as malformed (not `x=value`, not UTF-8, or an unparsable m=/c=/o=).
@@ -522,6 +538,7 @@ impl<'a> Sdp<'a> {
             origin: None,
             session_name: None,
             connection: None,
+            timing: None,
             direction: None,
             media: Vec::new(),
             malformed_lines: 0,
@@ -595,6 +612,13 @@ impl<'a> Sdp<'a> {
                         }
                     }
                     b's' => sdp.session_name = Some(v),
+                    b't' if sdp.timing.is_none() => {
+                        let mut it = v.split_ascii_whitespace().map(|n| n.parse::<u64>().ok());
+                        match (it.next().flatten(), it.next().flatten()) {
+                            (Some(a), Some(b)) => sdp.timing = Some((a, b)),
+                            _ => sdp.malformed_lines += 1,
+                        }
+                    }
                     b'c' => match Connection::parse(v) {
                         Some(c) => {
                             sdp.connection.get_or_insert(c);
@@ -710,6 +734,8 @@ m=image 0 udptl t38\r\n";
         let s = Sdp::parse(OFFER).unwrap();
         assert_eq!(s.malformed_lines, 0);
         assert_eq!(s.origin.unwrap().session_version, "2890844527");
+        assert_eq!(s.timing, Some((0, 0)));
+        assert_eq!(s.session_name, Some("-"));
         assert_eq!(s.media.len(), 3);
         let a = &s.media[0];
         assert_eq!(
@@ -818,6 +844,10 @@ m=image 0 udptl t38\r\n";
             assert_eq!((c.encoding, c.clock_rate), (name, rate));
         }
         assert!(static_payload_type(2).is_none() && static_payload_type(96).is_none());
+        // The format list is what follows the proto field, even if the proto text occurs
+        // earlier in the line.
+        let s = Sdp::parse(b"v=0\nm=RTP/AVP 9 RTP/AVP 0 8\n").unwrap();
+        assert_eq!(s.media[0].format_list, "0 8");
         // A bad m= line does not attach its attributes to the previous media.
         let s = Sdp::parse(b"v=0\nm=audio 1 RTP/AVP 0\nm=audio x\na=sendonly\n").unwrap();
         assert_eq!(s.media.len(), 1);

@@ -60,6 +60,11 @@ pub struct SipStreamFramer {
     buffer_bytes_max: usize,
     state: State,
     stats: FramerStats,
+    /// For the incomplete message at the start of `buf`: where the search for the end of
+    /// its header section resumes, and its total length once known. They keep the work per
+    /// pushed segment proportional to the segment, not to the buffered message.
+    header_scan_from: usize,
+    known_total: Option<usize>,
 }
 
 impl Default for SipStreamFramer {
@@ -86,6 +91,8 @@ impl SipStreamFramer {
             buffer_bytes_max: buffer_bytes_max.max(1024),
             state: State::Idle,
             stats: FramerStats::default(),
+            header_scan_from: 0,
+            known_total: None,
         }
     }
 
@@ -104,6 +111,8 @@ impl SipStreamFramer {
         self.stats.gap_discarded_bytes += self.buf.len() as u64;
         self.buf.clear();
         self.state = State::Resync;
+        self.header_scan_from = 0;
+        self.known_total = None;
     }
 
     /// Feeds the next bytes of the stream; `on_message` is called with each complete
@@ -152,6 +161,9 @@ impl SipStreamFramer {
     /// is the whole buffer at its bound (an incomplete message there can never complete).
     fn process<F: FnMut(&[u8])>(&mut self, data: &[u8], on_message: &mut F, full: bool) -> usize {
         let mut pos = 0;
+        // Hints about the message at data[0], from the previous call.
+        let mut scan_hint = std::mem::take(&mut self.header_scan_from);
+        let mut total_hint = self.known_total.take();
         loop {
             let rest = &data[pos..];
             if rest.is_empty() {
@@ -227,6 +239,21 @@ impl SipStreamFramer {
                         pos += ka;
                         continue;
                     }
+                    if let Some(total) = total_hint.take().filter(|_| pos == 0) {
+                        if rest.len() < total {
+                            self.known_total = Some(total);
+                            return pos;
+                        }
+                        self.emit(&rest[..total], on_message);
+                        pos += total;
+                        continue;
+                    }
+                    let scan_from = std::mem::take(&mut scan_hint);
+                    let scan_from = if pos == 0 {
+                        scan_from.min(rest.len())
+                    } else {
+                        0
+                    };
                     // Check the first line once it is complete.
                     let Some(p) = rest.iter().position(|&b| b == b'\n') else {
                         if full || rest.len() > self.line_bytes_max() || !could_be_start(rest) {
@@ -241,17 +268,11 @@ impl SipStreamFramer {
                         self.state = State::Resync;
                         continue;
                     }
-                    let Some((_, body_start)) = find_headers_end(rest).or_else(|| {
-                        // A message with no header lines.
-                        let after = &rest[p + 1..];
-                        if after.starts_with(b"\r\n") {
-                            Some((p + 1, p + 3))
-                        } else if after.starts_with(b"\n") {
-                            Some((p + 1, p + 2))
-                        } else {
-                            None
-                        }
-                    }) else {
+                    // The blank line ending the headers; a message with no header lines has
+                    // it right after the start line, which this search also finds.
+                    let found = find_headers_end(&rest[scan_from..])
+                        .map(|(a, b)| (a + scan_from, b + scan_from));
+                    let Some((_, body_start)) = found else {
                         if full || rest.len() >= self.buffer_bytes_max {
                             // Header section larger than the buffer: unknown length, drop
                             // what we have and resynchronise.
@@ -261,6 +282,8 @@ impl SipStreamFramer {
                             self.state = State::Resync;
                             continue;
                         }
+                        // A terminator can start at most 3 bytes before the end.
+                        self.header_scan_from = rest.len().saturating_sub(3);
                         return pos;
                     };
                     let body_len = self.content_length(&rest[p + 1..body_start]);
@@ -278,15 +301,20 @@ impl SipStreamFramer {
                         continue;
                     }
                     if rest.len() < total {
+                        self.known_total = Some(total);
                         return pos;
                     }
-                    self.stats.messages += 1;
-                    self.stats.message_bytes += total as u64;
-                    on_message(&rest[..total]);
+                    self.emit(&rest[..total], on_message);
                     pos += total;
                 }
             }
         }
+    }
+
+    fn emit<F: FnMut(&[u8])>(&mut self, msg: &[u8], on_message: &mut F) {
+        self.stats.messages += 1;
+        self.stats.message_bytes += msg.len() as u64;
+        on_message(msg);
     }
 
     /// Longest incomplete start line worth waiting for.
@@ -324,6 +352,33 @@ impl SipStreamFramer {
     }
 }
 
+/// What a [`TcpReassembler`] feeds: a consumer of in-order stream bytes that yields
+/// messages ([`SipStreamFramer`], [`crate::WebSocketDeframer`]).
+pub trait StreamConsumer {
+    /// The next in-order bytes.
+    fn push_bytes<F: FnMut(&[u8])>(&mut self, data: &[u8], on_message: F);
+    /// Bytes were lost before the next push: drop partial state and resynchronise.
+    fn gap(&mut self);
+}
+
+impl StreamConsumer for SipStreamFramer {
+    fn push_bytes<F: FnMut(&[u8])>(&mut self, data: &[u8], on_message: F) {
+        self.push(data, on_message);
+    }
+    fn gap(&mut self) {
+        self.reset();
+    }
+}
+
+impl StreamConsumer for crate::websocket::WebSocketDeframer {
+    fn push_bytes<F: FnMut(&[u8])>(&mut self, data: &[u8], on_message: F) {
+        self.push(data, on_message);
+    }
+    fn gap(&mut self) {
+        self.reset();
+    }
+}
+
 /// Counters of a [`TcpReassembler`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReassemblerStats {
@@ -342,10 +397,11 @@ pub struct ReassemblerStats {
     pub gap_bytes: u64,
 }
 
-/// Puts one direction of a TCP connection in order and feeds a [`SipStreamFramer`].
+/// Puts one direction of a TCP connection in order and feeds a [`SipStreamFramer`] (or
+/// another [`StreamConsumer`]).
 #[derive(Debug)]
-pub struct TcpReassembler {
-    framer: SipStreamFramer,
+pub struct TcpReassembler<C: StreamConsumer = SipStreamFramer> {
+    framer: C,
     next_seq: Option<u32>,
     held: Vec<(u32, Vec<u8>)>,
     held_bytes: usize,
@@ -359,9 +415,16 @@ fn seq_diff(a: u32, b: u32) -> i64 {
     i64::from(a.wrapping_sub(b) as i32)
 }
 
-impl TcpReassembler {
+impl TcpReassembler<SipStreamFramer> {
+    /// Defaults: 64 KiB framer buffer, 32 segments / 64 KiB held.
+    pub fn with_defaults() -> Self {
+        Self::new(SipStreamFramer::default(), 32, 64 * 1024)
+    }
+}
+
+impl<C: StreamConsumer> TcpReassembler<C> {
     /// Holds at most `segments_max` out-of-order segments totalling `bytes_max` bytes.
-    pub fn new(framer: SipStreamFramer, segments_max: usize, bytes_max: usize) -> Self {
+    pub fn new(framer: C, segments_max: usize, bytes_max: usize) -> Self {
         TcpReassembler {
             framer,
             next_seq: None,
@@ -373,16 +436,12 @@ impl TcpReassembler {
         }
     }
 
-    /// Defaults: 64 KiB framer buffer, 32 segments / 64 KiB held.
-    pub fn with_defaults() -> Self {
-        Self::new(SipStreamFramer::default(), 32, 64 * 1024)
-    }
-
     pub fn stats(&self) -> &ReassemblerStats {
         &self.stats
     }
 
-    pub fn framer(&self) -> &SipStreamFramer {
+    /// The consumer (framer) this reassembler feeds.
+    pub fn framer(&self) -> &C {
         &self.framer
     }
 
@@ -402,7 +461,7 @@ impl TcpReassembler {
     fn reset_stream(&mut self) {
         self.held.clear();
         self.held_bytes = 0;
-        self.framer.reset();
+        self.framer.gap();
     }
 
     /// Feeds one segment: `seq` is the sequence number of the first payload byte.
@@ -456,7 +515,7 @@ impl TcpReassembler {
             // Still ahead (the held segments were before it): declare the hole lost.
             self.stats.gaps += 1;
             self.stats.gap_bytes += d as u64;
-            self.framer.reset();
+            self.framer.gap();
             self.next_seq = Some(seq);
         }
         let skip = (-d).max(0) as usize;
@@ -485,7 +544,7 @@ impl TcpReassembler {
         if d > 0 {
             self.stats.gaps += 1;
             self.stats.gap_bytes += d as u64;
-            self.framer.reset();
+            self.framer.gap();
             self.next_seq = Some(earliest);
         }
         self.drain_held(&mut on_message);
@@ -495,7 +554,7 @@ impl TcpReassembler {
         self.stats.delivered_bytes += data.len() as u64;
         let next = self.next_seq.unwrap_or(0);
         self.next_seq = Some(next.wrapping_add(data.len() as u32));
-        self.framer.push(data, &mut *on_message);
+        self.framer.push_bytes(data, &mut *on_message);
     }
 
     /// Delivers held segments that are now in order (bounded by `segments_max` rounds).

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use common::{segments, tshark_sip_messages, Proto, Seg};
 use xdprec_sip::rtcp::{Compound, RtcpRepr};
 use xdprec_sip::rtp::{Packet as RtpPacket, RtpRepr, TelephoneEvent};
+use xdprec_sip::stream::STREAM_BUFFER_BYTES_DEFAULT;
+use xdprec_sip::websocket::looks_like_handshake;
 use xdprec_sip::{
-    BodyFraming, JitterEstimator, Sdp, SeqTracker, SipLimits, SipMessage, SipStreamFramer,
-    TcpReassembler,
+    BodyFraming, FramerStats, JitterEstimator, Sdp, SeqTracker, SipLimits, SipMessage,
+    SipStreamFramer, TcpReassembler, WebSocketDeframer,
 };
 
 /// What running every parser over one payload found (all bounded by construction).
@@ -115,36 +117,84 @@ fn exercise_datagram(d: &[u8], t: &mut Tally) {
     }
 }
 
-/// Per TCP direction: a reassembler; messages parsed in stream mode.
-fn run_tcp(segs: &[Seg], t: &mut Tally) -> (u64, Vec<xdprec_sip::FramerStats>) {
-    let mut dirs: HashMap<(SocketAddr, SocketAddr), TcpReassembler> = HashMap::new();
-    let mut framed = 0;
+/// One TCP direction: plain SIP framing, or WebSocket (decided by the first payload).
+enum Dir {
+    Sip(TcpReassembler),
+    Ws(TcpReassembler<WebSocketDeframer>),
+}
+
+/// Every SIP message carried over TCP: per direction a reassembler feeding the SIP framer,
+/// or the WebSocket deframer when the direction starts with an upgrade. `on_message` gets
+/// the message and the framing to parse it with. Returns the framers' counters.
+fn tcp_messages(segs: &[Seg], mut on_message: impl FnMut(&[u8], BodyFraming)) -> Vec<FramerStats> {
+    let mut dirs: HashMap<(SocketAddr, SocketAddr), Dir> = HashMap::new();
+    let mut isns: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
     for s in segs.iter().filter(|s| s.proto == Proto::Tcp) {
-        let r = dirs
-            .entry((s.src, s.dst))
-            .or_insert_with(TcpReassembler::with_defaults);
+        let key = (s.src, s.dst);
         if s.syn {
-            r.syn(s.seq);
+            isns.insert(key, s.seq);
         }
-        r.push(s.seq, &s.data, |msg| {
-            framed += 1;
-            assert!(msg.len() <= xdprec_sip::stream::STREAM_BUFFER_BYTES_DEFAULT);
-            match SipMessage::parse_with(msg, &SipLimits::default(), BodyFraming::Stream) {
-                Ok(m) => {
-                    t.sip += 1;
-                    exercise_sip(&m, t);
+        if s.data.is_empty() {
+            continue;
+        }
+        // The first payload decides how the direction is framed.
+        let d = dirs.entry(key).or_insert_with(|| {
+            let mut d = if looks_like_handshake(&s.data) {
+                Dir::Ws(TcpReassembler::new(
+                    WebSocketDeframer::default(),
+                    32,
+                    64 * 1024,
+                ))
+            } else {
+                Dir::Sip(TcpReassembler::with_defaults())
+            };
+            if let Some(isn) = isns.get(&key) {
+                match &mut d {
+                    Dir::Sip(r) => r.syn(*isn),
+                    Dir::Ws(r) => r.syn(*isn),
                 }
-                Err(_) => t.sip_err += 1,
             }
+            d
         });
-        assert!(r.framer().buffered_bytes() <= xdprec_sip::stream::STREAM_BUFFER_BYTES_DEFAULT);
-        assert!(r.held_bytes() <= 64 * 1024);
+        match d {
+            Dir::Sip(r) => {
+                r.push(s.seq, &s.data, |m| {
+                    assert!(m.len() <= STREAM_BUFFER_BYTES_DEFAULT);
+                    on_message(m, BodyFraming::Stream)
+                });
+                assert!(r.framer().buffered_bytes() <= STREAM_BUFFER_BYTES_DEFAULT);
+                assert!(r.held_bytes() <= 64 * 1024);
+            }
+            Dir::Ws(r) => {
+                // RFC 7118: one SIP message per WebSocket message, Content-Length optional.
+                r.push(s.seq, &s.data, |m| on_message(m, BodyFraming::Datagram));
+                assert!(r.framer().buffered_bytes() <= 2 * STREAM_BUFFER_BYTES_DEFAULT);
+            }
+        }
     }
     let mut stats = Vec::new();
-    for (_, mut r) in dirs {
-        r.skip_gap(|_| {});
-        stats.push(*r.framer().stats());
+    for (_, d) in dirs {
+        if let Dir::Sip(mut r) = d {
+            r.skip_gap(|m| on_message(m, BodyFraming::Stream));
+            stats.push(*r.framer().stats());
+        }
     }
+    stats
+}
+
+/// TCP messages through the parser; returns (messages framed, framer counters).
+fn run_tcp(segs: &[Seg], t: &mut Tally) -> (u64, Vec<FramerStats>) {
+    let mut framed = 0;
+    let stats = tcp_messages(segs, |msg, framing| {
+        framed += 1;
+        match SipMessage::parse_with(msg, &SipLimits::default(), framing) {
+            Ok(m) => {
+                t.sip += 1;
+                exercise_sip(&m, t);
+            }
+            Err(_) => t.sip_err += 1,
+        }
+    });
     (framed, stats)
 }
 
@@ -248,8 +298,8 @@ const EXPECT: &[(&str, i64)] = &[
     ("heplify/sip_ipv4_tcp_retrans.pcap", 0),
     ("heplify/sip_ipv6_udp.pcap", 0),
     ("heplify/sip_sctp.pcap", 0),
-    // 11 messages are inside WebSocket frames, which this crate does not unwrap.
-    ("heplify/sip_tcp_websocket.pcap", -11),
+    // 11 messages inside WebSocket frames, unwrapped by WebSocketDeframer.
+    ("heplify/sip_tcp_websocket.pcap", 0),
     ("nDPI/gre.pcapng", 0),
     ("nDPI/http_on_sip_port.pcap", 0),
     ("nDPI/sip.pcap", 0),
@@ -530,5 +580,146 @@ impl XorShift {
         } else {
             (self.next() % n as u64) as usize
         }
+    }
+}
+
+/// One Call-ID row of the per-Call-ID table in FILE.tshark.txt.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct CallSummary {
+    messages: u64,
+    /// Sorted "METHODxN".
+    methods: Vec<String>,
+    /// Sorted "CODE METHODxN" (method from CSeq).
+    responses: Vec<String>,
+    invite_with_sdp: bool,
+}
+
+fn counts_to_sorted(map: HashMap<String, u64>) -> Vec<String> {
+    let mut v: Vec<String> = map.into_iter().map(|(k, n)| format!("{k}x{n}")).collect();
+    v.sort();
+    v
+}
+
+fn tshark_calls(capture: &Path) -> HashMap<String, CallSummary> {
+    let txt = std::fs::read_to_string(format!("{}.tshark.txt", capture.display())).unwrap();
+    let mut out = HashMap::new();
+    let mut in_table = false;
+    for line in txt.lines() {
+        if line.starts_with("#### Per-Call-ID SIP summary") {
+            in_table = true;
+            continue;
+        }
+        if !in_table || line.starts_with('#') || line.trim().is_empty() {
+            if in_table && line.starts_with("####") {
+                break;
+            }
+            continue;
+        }
+        let cols: Vec<&str> = line.split(" | ").map(str::trim).collect();
+        if cols.len() < 6 {
+            continue;
+        }
+        let split = |s: &str| -> Vec<String> {
+            let mut v: Vec<String> = s
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect();
+            v.sort();
+            v
+        };
+        out.insert(
+            cols[0].to_string(),
+            CallSummary {
+                messages: cols[2].parse().unwrap(),
+                methods: split(cols[3]),
+                responses: split(cols[4]),
+                invite_with_sdp: cols[5] == "True",
+            },
+        );
+    }
+    out
+}
+
+fn our_calls(capture: &Path) -> HashMap<String, CallSummary> {
+    #[derive(Default)]
+    struct Acc {
+        messages: u64,
+        methods: HashMap<String, u64>,
+        responses: HashMap<String, u64>,
+        invite_with_sdp: bool,
+    }
+    let mut acc: HashMap<String, Acc> = HashMap::new();
+    let mut add = |m: &SipMessage<'_>| {
+        let Some(cid) = m.call_id() else { return };
+        let a = acc.entry(cid.to_string()).or_default();
+        a.messages += 1;
+        match (m.method(), m.status_code(), m.cseq()) {
+            (Some(method), _, _) => {
+                *a.methods.entry(method.as_str().to_string()).or_default() += 1;
+                if method == xdprec_sip::Method::Invite && matches!(m.sdp(), Ok(Some(_))) {
+                    a.invite_with_sdp = true;
+                }
+            }
+            (None, Some(code), Some(cseq)) => {
+                *a.responses
+                    .entry(format!("{code} {}", cseq.method.as_str()))
+                    .or_default() += 1;
+            }
+            _ => {}
+        }
+    };
+    let segs = segments(capture);
+    for s in segs.iter().filter(|s| s.proto != Proto::Tcp) {
+        if let Ok(m) = SipMessage::parse(&s.data) {
+            add(&m);
+        }
+    }
+    tcp_messages(&segs, |msg, framing| {
+        if let Ok(m) = SipMessage::parse_with(msg, &SipLimits::default(), framing) {
+            add(&m);
+        }
+    });
+    acc.into_iter()
+        .map(|(k, a)| {
+            (
+                k,
+                CallSummary {
+                    messages: a.messages,
+                    methods: counts_to_sorted(a.methods),
+                    responses: counts_to_sorted(a.responses),
+                    invite_with_sdp: a.invite_with_sdp,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Call-ID, method, status code, CSeq method and SDP presence of every message, grouped
+/// per Call-ID, against the table tshark's fields produced.
+#[test]
+fn per_call_id_summary_matches_tshark() {
+    let Some((dir, _)) = corpus() else { return };
+    for cap in [
+        "sngrep/aaa.pcap",
+        "sample-captures/DTMFsipinfo.pcap",
+        "sample-captures/sip-rtp-l16.pcap",
+        "heplify/FAX-Call-t38-CA-TDM-SIP-FB-1.pcap",
+        "heplify/erspan_sip_ipv4_udp.pcapng",
+        "heplify/sip_ipv6_udp.pcap",
+        "heplify/sip_sctp.pcap",
+        "sngrep/ipip.pcap",
+        "suricata-verify/public-cloudshark-sip-s0.pcap",
+        "heplify/sip_ipv4_tcp_fragmented.pcap",
+        "heplify/sip_ipv4_tcp_retrans.pcap",
+        "suricata-verify/sip-tcp.pcap",
+        "PcapPlusPlus/sip_resp.pcap",
+        "heplify/sip_tcp_websocket.pcap",
+    ] {
+        let p = dir.join(cap);
+        let want = tshark_calls(&p);
+        let got = our_calls(&p);
+        assert!(!want.is_empty(), "{cap}: no tshark table");
+        assert_eq!(got, want, "{cap}");
     }
 }

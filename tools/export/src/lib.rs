@@ -10,6 +10,8 @@
 #![deny(unsafe_code)]
 
 pub mod g711;
+pub mod merge;
+pub mod pcap;
 pub mod wav;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,12 @@ use std::path::{Path, PathBuf};
 pub enum ExportError {
     #[error("no G.711 audio in this stream (payload type {payload_type:?}); only PCMU (0) and PCMA (8) can be written as WAV — export the call as pcap instead")]
     UnsupportedCodec { payload_type: Option<u8> },
+    #[error("segment {path}: {message}")]
+    Segment { path: PathBuf, message: String },
+    #[error("segment {path} has no valid record at offset {offset}: the index and the store disagree (was the store changed after indexing?)")]
+    MissingRecord { path: PathBuf, offset: u64 },
+    #[error("the export would hold more than {frames_max} frames; narrow it (a time range with --since/--until)")]
+    TooLarge { frames_max: usize },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

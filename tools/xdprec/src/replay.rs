@@ -5,7 +5,7 @@
 //!  [--loop N] [--duration S] [--write-pcap OUT]`
 //!
 //! Extras: `--sender auto|live|afxdp|packet`, `--vlan ID`, `--call-secs S`, `--cps R`,
-//! `--seed N`. `--iface` may be left out when `--write-pcap` is given (write only).
+//! `--count N` (stop after N frames), `--seed N`. `--iface` may be left out when `--write-pcap` is given (write only).
 //!
 //! Timing: with `--pps` or `--mbps` the frames go at that rate (token bucket, batches of about
 //! 1 ms of traffic); with `--topspeed` as fast as the sender goes; with neither (the default)
@@ -76,6 +76,9 @@ pub struct Args {
     /// Synthetic calls started per second while ramping up (default: N / call-secs).
     #[arg(long, value_name = "R")]
     pub cps: Option<f64>,
+    /// Stop after N frames (tests, exact counts).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
     /// Varies Call-IDs, tags and SSRCs between runs (default: from the clock).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -219,7 +222,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let stop = stop_on_signals().context("installing the SIGINT/SIGTERM handler")?;
     let limits = Limits {
         duration_ns: if write_only { None } else { duration_ns },
-        frames_max: None,
+        frames_max: args.count,
     };
     let clock = MonotonicClock::new();
     let s = run(

@@ -561,3 +561,67 @@ fn bad_settings_fail_before_anything_starts() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two interfaces (`--iface` twice): one probe and one thread each, one stats file each, and
+/// each interface's frames in its own segments.
+#[test]
+fn two_interfaces_are_captured_side_by_side() {
+    if !require_privileges("two_interfaces_are_captured_side_by_side")
+        || !require_tool("capture_e2e", "tcpreplay")
+    {
+        return;
+    }
+    let (Some(f1), Some(f2)) = (
+        corpus_file("sample-captures/sip-rtp-g711.pcap"),
+        corpus_file("sample-captures/sip-rtp-g722.pcap"),
+    ) else {
+        return;
+    };
+    let link = Link::new();
+    let mut second = Veth::new(1);
+    second.move_a(&link.ns);
+    second.move_b(&link.ns);
+    for end in [&second.a, &second.b] {
+        link.ns
+            .exec(&["ip", "link", "set", end, "mtu", &MTU.to_string(), "up"]);
+    }
+    let dir = tmpdir("two");
+    let store = dir.join("store");
+    let cap = Capture::start(&link, &store, &["--iface", &second.a]);
+    let want1 = steered(&f1);
+    let want2 = steered(&f2);
+    replay(&link, &f1, &["--topspeed"]);
+    let _ = run(&[
+        "ip",
+        "netns",
+        "exec",
+        link.ns.name(),
+        "tcpreplay",
+        "-q",
+        "--topspeed",
+        "-i",
+        &second.b,
+        f2.to_str().unwrap(),
+    ]);
+    wait_for(&store, &link.veth.a, 20, "first interface", |s| {
+        s.get(Field::Written) >= want1.len() as u64
+    });
+    wait_for(&store, &second.a, 20, "second interface", |s| {
+        s.get(Field::Written) >= want2.len() as u64
+    });
+    let (ok, log) = cap.stop();
+    assert!(ok, "capture failed:\n{log}");
+    let mut per_iface: BTreeMap<String, Vec<(Class, Vec<u8>)>> = BTreeMap::new();
+    for s in list_segments(&store).unwrap() {
+        let r = SegmentReader::open(&s.path).unwrap();
+        let v = per_iface.entry(s.iface.clone()).or_default();
+        for rec in r.records() {
+            if rec.flags & RECORD_FLAG_REASSEMBLED == 0 {
+                v.push((rec.class, rec.frame.to_vec()));
+            }
+        }
+    }
+    assert!(sorted(per_iface.remove(&link.veth.a).unwrap_or_default()) == sorted(want1));
+    assert!(sorted(per_iface.remove(&second.a).unwrap_or_default()) == sorted(want2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

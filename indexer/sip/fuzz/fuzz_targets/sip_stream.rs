@@ -1,9 +1,11 @@
-//! The stream framer with input-chosen segmentation, and the TCP reassembler with
-//! input-chosen reordering, duplication and loss.
+//! The stream framer and the WebSocket deframer with input-chosen segmentation, and the
+//! TCP reassembler with input-chosen reordering, duplication and loss.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xdprec_sip::{BodyFraming, SipLimits, SipMessage, SipStreamFramer, TcpReassembler};
+use xdprec_sip::{
+    BodyFraming, SipLimits, SipMessage, SipStreamFramer, TcpReassembler, WebSocketDeframer,
+};
 
 const BUF: usize = 2048;
 
@@ -28,6 +30,15 @@ fuzz_target!(|data: &[u8]| {
     let s = *f.stats();
     assert!(s.message_bytes + s.keepalive_bytes + s.garbage_bytes + s.oversized_bytes
         <= stream.len() as u64);
+
+    let mut ws = WebSocketDeframer::new(BUF);
+    for c in stream.chunks(step) {
+        ws.push(c, |m| {
+            assert!(m.len() <= BUF);
+            let _ = SipMessage::parse(m).map(|msg| msg.call_id());
+        });
+        assert!(ws.buffered_bytes() <= 2 * BUF);
+    }
 
     // Reassembler: segments of `step` bytes, sent in an order derived from ctl[1].
     let mut r = TcpReassembler::new(SipStreamFramer::new(BUF), 4, 4096);
