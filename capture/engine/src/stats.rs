@@ -78,9 +78,9 @@ fields! {
     WriteErrors = 18, "write_errors", "Records not written: other write errors.";
     Seals = 19, "seals", "Segments sealed.";
     ActiveStreams = 20, "active_streams", "Streams in the writer's table (gauge).";
-    XskRxDropped = 21, "xsk_rx_dropped", "XDP_STATISTICS rx_dropped (frame too big for a UMEM frame, ...).";
+    XskRxDropped = 21, "xsk_rx_dropped", "XDP_STATISTICS rx_dropped: every frame the socket dropped (fill-ring-empty ones included; also frames too big for a UMEM frame).";
     XskRingFull = 22, "drops_ring_full", "XDP_STATISTICS rx_ring_full: rx ring full, frame dropped.";
-    XskFillEmpty = 23, "drops_fill_empty", "XDP_STATISTICS rx_fill_ring_empty_descs: no free frame, frame dropped.";
+    XskFillEmpty = 23, "drops_fill_empty", "XDP_STATISTICS rx_fill_ring_empty_descs: no free frame, frame dropped. A consumer too slow shows here first: the UMEM has as many frames as the fill ring, so a full rx ring leaves the fill ring empty.";
     XskInvalidDescs = 24, "invalid_descs", "XDP_STATISTICS rx_invalid_descs.";
     RingFill = 25, "ring_fill", "Most rx ring entries waiting at a batch start in the last second (gauge).";
     RingSize = 26, "ring_size", "Entries of the rx ring.";

@@ -48,7 +48,11 @@ fn copies(conn: &Connection, call_id: &str) -> Result<Vec<Copy>> {
         let v: serde_json::Value = serde_json::from_str(&facts).unwrap_or_default();
         let to_tags = v["to_tags"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(Copy {
             id: r.get(0)?,
@@ -70,7 +74,10 @@ fn mismatch(a: &Copy, b: &Copy) -> Option<String> {
     if a.from_tag != b.from_tag {
         return Some("From-tags differ".into());
     }
-    if !a.to_tags.is_empty() && !b.to_tags.is_empty() && !a.to_tags.iter().any(|t| b.to_tags.contains(t)) {
+    if !a.to_tags.is_empty()
+        && !b.to_tags.is_empty()
+        && !a.to_tags.iter().any(|t| b.to_tags.contains(t))
+    {
         return Some("To-tags differ".into());
     }
     let ds = (a.start_ns - b.start_ns).abs();
@@ -118,7 +125,9 @@ pub fn tag_2n(conn: &Connection) -> Result<u64> {
                         role = ("secondary", Some(p.id), None);
                         break;
                     }
-                    Some(why) => reasons.push(format!("ambiguous: {why} from the copy of {}", p.recorder)),
+                    Some(why) => {
+                        reasons.push(format!("ambiguous: {why} from the copy of {}", p.recorder))
+                    }
                 }
             }
             if role.0 == "primary" && !reasons.is_empty() {

@@ -162,8 +162,8 @@ struct CallEntry {
 struct StreamKey {
     rec: i64,
     kind: &'static str,
-    src: String,
-    dst: String,
+    src: SocketAddr,
+    dst: SocketAddr,
     ssrc: u32,
 }
 
@@ -199,9 +199,15 @@ pub struct Indexer {
     cfg: Config,
     calls: HashMap<(i64, String), CallEntry>,
     streams: HashMap<StreamKey, StreamEntry>,
+    /// Cached orphan streams by their source and by their destination address, so an SDP
+    /// finds the streams it describes without scanning the cache.
+    orphans: HashMap<(i64, SocketAddr), Vec<StreamKey>>,
     tcp: HashMap<i64, TcpReassembler>,
     clock: u64,
+    /// Not yet written to the `counters` table.
     counters: BTreeMap<&'static str, i64>,
+    /// Since this process started.
+    totals: BTreeMap<&'static str, i64>,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> crate::IndexError + '_ {
@@ -269,9 +275,11 @@ impl Indexer {
             cfg,
             calls: HashMap::new(),
             streams: HashMap::new(),
+            orphans: HashMap::new(),
             tcp: HashMap::new(),
             clock: 0,
             counters: BTreeMap::new(),
+            totals: BTreeMap::new(),
         })
     }
 
@@ -281,11 +289,12 @@ impl Indexer {
 
     fn count(&mut self, name: &'static str) {
         *self.counters.entry(name).or_default() += 1;
+        *self.totals.entry(name).or_default() += 1;
     }
 
     /// Counters of this process since it started (also added to the `counters` table at commit).
     pub fn session_counters(&self) -> &BTreeMap<&'static str, i64> {
-        &self.counters
+        &self.totals
     }
 
     /// The recorder id for `name` in `store`, creating it.
@@ -375,6 +384,7 @@ impl Indexer {
     fn drop_caches(&mut self) {
         self.calls.clear();
         self.streams.clear();
+        self.orphans.clear();
         self.tcp.clear();
     }
 
@@ -675,14 +685,7 @@ impl Indexer {
                      ON CONFLICT(call, addr, port) DO UPDATE SET rtpmap=excluded.rtpmap, ts_ns=min(ts_ns, excluded.ts_ns)",
                     params![call, ctx.recorder, ip.to_string(), md.port, md.rtcp_port, src.ip().to_string(), md.media, serde_json::to_string(&rtpmap_of(md))?, ts],
                 )?;
-                self.claim_orphans(
-                    ctx.recorder,
-                    call,
-                    &addr(&ep),
-                    &addr(&rtcp),
-                    ts,
-                    &rtpmap_of(md),
-                )?;
+                self.claim_orphans(ctx.recorder, call, ep, rtcp, ts, &rtpmap_of(md))?;
             }
         }
         Ok(())
@@ -692,37 +695,39 @@ impl Indexer {
         &mut self,
         rec: i64,
         call: i64,
-        ep: &str,
-        rtcp: &str,
+        ep: SocketAddr,
+        rtcp: SocketAddr,
         ts: i64,
         rtpmap: &[(u8, String, u32)],
     ) -> Result<()> {
         let from = ts.saturating_sub(self.cfg.nat_window_ns);
-        for (k, e) in self.streams.iter_mut() {
-            if k.rec == rec && e.call.is_none() && e.first_ns >= from {
-                let hit = if k.kind == "rtp" {
-                    k.dst == ep || k.src == ep
-                } else {
-                    k.dst == rtcp || k.src == rtcp
+        for end in [ep, rtcp] {
+            let Some(keys) = self.orphans.remove(&(rec, end)) else {
+                continue;
+            };
+            let mut left = Vec::new();
+            for k in keys {
+                let Some(e) = self.streams.get_mut(&k) else {
+                    continue;
                 };
-                if hit {
-                    e.call = Some(call);
-                    e.how =
-                        Some(
-                            if (k.kind == "rtp" && k.dst == ep)
-                                || (k.kind == "rtcp" && k.dst == rtcp)
-                            {
-                                "sdp"
-                            } else {
-                                "sdp-reverse"
-                            }
-                            .into(),
-                        );
-                    e.rtpmap = rtpmap.to_vec();
-                    e.dirty = true;
+                if e.call.is_some() {
+                    continue;
                 }
+                let want = if k.kind == "rtp" { ep } else { rtcp };
+                if end != want || e.first_ns < from {
+                    left.push(k);
+                    continue;
+                }
+                e.call = Some(call);
+                e.how = Some(if k.dst == want { "sdp" } else { "sdp-reverse" }.into());
+                e.rtpmap = rtpmap.to_vec();
+                e.dirty = true;
+            }
+            if !left.is_empty() {
+                self.orphans.insert((rec, end), left);
             }
         }
+        let (ep, rtcp) = (addr(&ep), addr(&rtcp));
         self.conn.execute(
             "UPDATE streams SET call=?2, how=CASE WHEN dst IN (?3, ?4) THEN 'sdp' ELSE 'sdp-reverse' END
              WHERE recorder=?1 AND call IS NULL AND first_ns >= ?5 AND
@@ -816,8 +821,8 @@ impl Indexer {
         let key = StreamKey {
             rec: ctx.recorder,
             kind,
-            src: addr(&src),
-            dst: addr(&dst),
+            src,
+            dst,
             ssrc,
         };
         if !self.streams.contains_key(&key) {
@@ -833,7 +838,23 @@ impl Indexer {
                 for (_, k) in lru.into_iter().take(n) {
                     self.flush_stream(&k)?;
                     self.streams.remove(&k);
+                    for end in [k.src, k.dst] {
+                        if let Some(v) = self.orphans.get_mut(&(k.rec, end)) {
+                            v.retain(|o| *o != k);
+                            if v.is_empty() {
+                                self.orphans.remove(&(k.rec, end));
+                            }
+                        }
+                    }
                     self.count("streams_evicted");
+                }
+            }
+            if entry.call.is_none() {
+                for end in [key.src, key.dst] {
+                    self.orphans
+                        .entry((key.rec, end))
+                        .or_default()
+                        .push(key.clone());
                 }
             }
             self.streams.insert(key.clone(), entry);
@@ -886,7 +907,7 @@ impl Indexer {
                 "SELECT s.id, s.call, s.how, s.first_ns, s.last_ns, s.tracker,
                   (SELECT e.rtpmap FROM call_endpoints e WHERE e.call=s.call ORDER BY e.ts_ns DESC LIMIT 1)
                  FROM streams s WHERE recorder=?1 AND kind=?2 AND src=?3 AND dst=?4 AND ssrc=?5",
-                params![key.rec, key.kind, key.src, key.dst, key.ssrc],
+                params![key.rec, key.kind, addr(&key.src), addr(&key.dst), key.ssrc],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
             )
             .optional()?;
@@ -967,8 +988,8 @@ impl Indexer {
             params![
                 k.rec,
                 k.kind,
-                k.src,
-                k.dst,
+                addr(&k.src),
+                addr(&k.dst),
                 k.ssrc,
                 e.call,
                 e.how,

@@ -185,28 +185,44 @@ pub fn parse(buf: &[u8]) -> Result<SipMessage, SipError> {
         return Err(SipError::NotSip);
     }
     // Stream-framed messages may exceed a datagram's 64 KiB (the TCP framer caps them).
-    let limits = xs::SipLimits { message_bytes_max: crate::tcp::FLOW_BYTES_MAX, ..Default::default() };
-    let m = xs::SipMessage::parse_with(buf, &limits, xs::BodyFraming::Datagram).map_err(|e| match e {
-        xs::SipError::TooManyHeaders { .. } => SipError::TooManyHeaders,
-        xs::SipError::BadStartLine => SipError::NotSip,
-        _ => SipError::Truncated,
-    })?;
+    let limits = xs::SipLimits {
+        message_bytes_max: crate::tcp::FLOW_BYTES_MAX,
+        ..Default::default()
+    };
+    let m = xs::SipMessage::parse_with(buf, &limits, xs::BodyFraming::Datagram).map_err(
+        |e| match e {
+            xs::SipError::TooManyHeaders { .. } => SipError::TooManyHeaders,
+            xs::SipError::BadStartLine => SipError::NotSip,
+            _ => SipError::Truncated,
+        },
+    )?;
     let start = if let Some(code) = m.status_code() {
         if !(100..700).contains(&code) {
             return Err(SipError::NotSip);
         }
-        StartLine::Response { status: code, reason: String::new() }
+        StartLine::Response {
+            status: code,
+            reason: String::new(),
+        }
     } else {
         let method = m.method().map(|x| x.as_str()).unwrap_or("");
         let uri = m.request_uri().map(|u| u.raw).unwrap_or("");
-        StartLine::Request { method: cap(method), uri: cap(uri) }
+        StartLine::Request {
+            method: cap(method),
+            uri: cap(uri),
+        }
     };
     // RFC 3261 §7.1: a request line ends with SIP/2.0; a damaged one is not trusted
     // (tshark does not take it for SIP either).
     if let StartLine::Request { .. } = start {
         let first = buf.split(|b| *b == b'\n').next().unwrap_or(&[]);
         let first = String::from_utf8_lossy(first);
-        if !first.trim_end().rsplit(' ').next().is_some_and(|v| v.eq_ignore_ascii_case("SIP/2.0")) {
+        if !first
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .is_some_and(|v| v.eq_ignore_ascii_case("SIP/2.0"))
+        {
             return Err(SipError::NotSip);
         }
     }
@@ -548,9 +564,15 @@ v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\nm
         let sdp = m.sdp.unwrap();
         assert_eq!(sdp.media[0].port, 4000);
         assert_eq!(sdp.media[0].addr, Some("198.51.100.1".parse().unwrap()));
-        assert!(sdp.media[0].rtpmap.iter().any(|m| m.0 == 101 && m.1 == "telephone-event"));
+        assert!(sdp.media[0]
+            .rtpmap
+            .iter()
+            .any(|m| m.0 == 101 && m.1 == "telephone-event"));
         let own = parse_fallback(INVITE).unwrap();
-        assert_eq!((own.call_id, own.from_tag, own.cseq_num), (m.call_id.clone(), m.from_tag.clone(), 1));
+        assert_eq!(
+            (own.call_id, own.from_tag, own.cseq_num),
+            (m.call_id.clone(), m.from_tag.clone(), 1)
+        );
     }
 
     #[test]

@@ -106,7 +106,17 @@ impl Run {
     }
     fn finish(mut self) -> (Vec<CallOut>, Run) {
         self.commit_as("r");
-        (list_calls(self.ix.conn(), &Filter { all: true, ..Default::default() }).unwrap(), self)
+        (
+            list_calls(
+                self.ix.conn(),
+                &Filter {
+                    all: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+            self,
+        )
     }
     /// Indexes the frames added so far as recorder `name`.
     fn commit_as(&mut self, name: &str) {
@@ -908,10 +918,56 @@ fn garbage_never_panics_and_is_counted() {
 
 fn two_n_call(r: &mut Run, t0: i64, packets: u16) {
     let c = "dup@198.51.100.1";
-    r.sip(t0, A, B, sip("INVITE sip:2002@example.com SIP/2.0", c, "f", "", "1 INVITE", "z1", Some(&sdp("198.51.100.1", 5000))));
-    r.sip(t0 + 100, B, A, sip("SIP/2.0 200 OK", c, "f", "t", "1 INVITE", "z1", Some(&sdp("198.51.100.2", 4000))));
-    r.media(t0 + 200, "198.51.100.1:5000", "198.51.100.2:4000", 0x1, packets, &[]);
-    r.sip(t0 + 200 + packets as i64 * 20, A, B, sip("BYE sip:2002@example.com SIP/2.0", c, "f", "t", "2 BYE", "z2", None));
+    r.sip(
+        t0,
+        A,
+        B,
+        sip(
+            "INVITE sip:2002@example.com SIP/2.0",
+            c,
+            "f",
+            "",
+            "1 INVITE",
+            "z1",
+            Some(&sdp("198.51.100.1", 5000)),
+        ),
+    );
+    r.sip(
+        t0 + 100,
+        B,
+        A,
+        sip(
+            "SIP/2.0 200 OK",
+            c,
+            "f",
+            "t",
+            "1 INVITE",
+            "z1",
+            Some(&sdp("198.51.100.2", 4000)),
+        ),
+    );
+    r.media(
+        t0 + 200,
+        "198.51.100.1:5000",
+        "198.51.100.2:4000",
+        0x1,
+        packets,
+        &[],
+    );
+    r.sip(
+        t0 + 200 + packets as i64 * 20,
+        A,
+        B,
+        sip(
+            "BYE sip:2002@example.com SIP/2.0",
+            c,
+            "f",
+            "t",
+            "2 BYE",
+            "z2",
+            None,
+        ),
+    );
 }
 
 #[test]
@@ -926,7 +982,14 @@ fn two_n_primary_secondary_and_ambiguous() {
     two_n_call(&mut r, 10_000, 200);
     r.commit_as("c-rec");
     assert_eq!(xdprec_index::dedup::tag_2n(r.ix.conn()).unwrap(), 1);
-    let all = list_calls(r.ix.conn(), &Filter { all: true, ..Default::default() }).unwrap();
+    let all = list_calls(
+        r.ix.conn(),
+        &Filter {
+            all: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(all.len(), 3);
     let by = |rec: &str| all.iter().find(|c| c.recorder == rec).unwrap().clone();
     assert_eq!(by("b-rec").role, "primary");
@@ -935,7 +998,20 @@ fn two_n_primary_secondary_and_ambiguous() {
     assert_eq!(by("c-rec").role, "primary");
     assert!(by("c-rec").dup_flags.unwrap().contains("starts differ"));
     // Without --all the secondary is hidden; tagging again changes nothing.
-    assert_eq!(list_calls(r.ix.conn(), &Filter::default()).unwrap().len(), 2);
+    assert_eq!(
+        list_calls(r.ix.conn(), &Filter::default()).unwrap().len(),
+        2
+    );
     xdprec_index::dedup::tag_2n(r.ix.conn()).unwrap();
-    assert_eq!(list_calls(r.ix.conn(), &Filter { all: true, ..Default::default() }).unwrap(), all);
+    assert_eq!(
+        list_calls(
+            r.ix.conn(),
+            &Filter {
+                all: true,
+                ..Default::default()
+            }
+        )
+        .unwrap(),
+        all
+    );
 }

@@ -185,7 +185,11 @@ mod tests {
             assert_eq!(back, c, "A-law code {c:#04x}");
             // µ-law has a negative zero (0x7f) that encodes back as positive zero (0xff).
             let want = if c == 0x7f { 0xff } else { c };
-            assert_eq!(linear_to_ulaw(ulaw_to_linear(c)), want, "µ-law code {c:#04x}");
+            assert_eq!(
+                linear_to_ulaw(ulaw_to_linear(c)),
+                want,
+                "µ-law code {c:#04x}"
+            );
         }
     }
 

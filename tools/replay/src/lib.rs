@@ -23,7 +23,7 @@ pub use run::{run, EndReason, Limits, Summary};
 pub use sender::{IfaceCounters, LiveSender, PacketSender, PcapSender, Sender, SenderKind, Tee};
 pub use source::{FrameSource, PcapSource};
 pub use synth::{Synth, SynthConfig};
-pub use sys::{if_index, stop_on_signals};
+pub use sys::{enter_netns, if_index, stop_on_signals};
 
 use std::path::PathBuf;
 

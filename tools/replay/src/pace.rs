@@ -95,7 +95,8 @@ impl Clock for FakeClock {
 
     fn sleep_until(&self, deadline_ns: u64, max_ns: u64) {
         let now = self.now.get();
-        self.now.set(deadline_ns.clamp(now, now.saturating_add(max_ns)));
+        self.now
+            .set(deadline_ns.clamp(now, now.saturating_add(max_ns)));
     }
 }
 
@@ -119,37 +120,48 @@ pub struct Pacer {
     start_ns: u64,
     first_ts: Option<u64>,
     batch: usize,
+    weight: u128,
 }
 
 impl Pacer {
     /// `batch_max`: the most frames the sender takes in one call.
     pub fn new(pace: Pace, now_ns: u64, batch_max: usize) -> Pacer {
+        Pacer::weighted(pace, now_ns, batch_max, 1)
+    }
+
+    /// Like [`Pacer::new`] where each frame becomes `packets` packets (a sender's repeat): a
+    /// frame costs that many tokens and batches shrink to match.
+    pub fn weighted(pace: Pace, now_ns: u64, batch_max: usize, packets: u32) -> Pacer {
         let batch_max = batch_max.max(1);
-        let (rate, unit_max, pps) = match pace {
-            Pace::Pps(r) => (u128::from(r.max(1)), 1u128, r.max(1)),
+        let weight = u64::from(packets.max(1));
+        let (rate, unit_max, frames_per_s) = match pace {
+            Pace::Pps(r) => (u128::from(r.max(1)), 1u128, r.max(1) / weight),
             Pace::BitsPerSec(r) => (
                 u128::from(r.max(1)),
                 (crate::source::FRAME_BYTES_MAX as u128) * 8,
-                r.max(1) / (TYPICAL_FRAME_BYTES * 8),
+                r.max(1) / (TYPICAL_FRAME_BYTES * 8) / weight,
             ),
             Pace::TopSpeed | Pace::Timeline => (0, 0, 0),
         };
         let batch = match pace {
             Pace::TopSpeed => batch_max,
             Pace::Timeline => 1,
-            _ => ((pps.saturating_mul(BATCH_NS) / 1_000_000_000) as usize).clamp(1, batch_max),
+            _ => ((frames_per_s.saturating_mul(BATCH_NS) / 1_000_000_000) as usize)
+                .clamp(1, batch_max),
         };
-        let burst = (rate * BURST_NS).max((batch as u128 + 1) * unit_max * NS);
+        let w = u128::from(weight);
+        let burst = (rate * BURST_NS).max((batch as u128 + 1) * unit_max * w * NS);
         Pacer {
             pace,
             rate,
             // Start with one batch of credit so that the first send does not wait.
-            credit: (batch as u128 * NS).min(burst),
+            credit: (batch as u128 * w * NS).min(burst),
             burst,
             last_ns: now_ns,
             start_ns: now_ns,
             first_ts: None,
             batch,
+            weight: w,
         }
     }
 
@@ -164,10 +176,11 @@ impl Pacer {
     }
 
     fn cost(&self, len: u32) -> u128 {
-        match self.pace {
-            Pace::BitsPerSec(_) => u128::from(len) * 8 * NS,
-            _ => NS,
-        }
+        self.weight
+            * match self.pace {
+                Pace::BitsPerSec(_) => u128::from(len) * 8 * NS,
+                _ => NS,
+            }
     }
 
     fn refill(&mut self, now_ns: u64) {
@@ -342,7 +355,11 @@ mod tests {
 
     #[test]
     fn timeline_follows_the_gaps() {
-        let f = [(1_000, 100), (1_000 + 5_000_000, 100), (1_000 + 30_000_000, 100)];
+        let f = [
+            (1_000, 100),
+            (1_000 + 5_000_000, 100),
+            (1_000 + 30_000_000, 100),
+        ];
         let t = drive(Pace::Timeline, &f, u64::MAX, 1_000);
         assert_eq!(t, vec![0, 5_000_000, 30_000_000]);
     }
@@ -355,6 +372,24 @@ mod tests {
         assert_eq!(p.grant(0, &frames(1, 214)).count, 0);
         p.refund([214].into_iter());
         assert_eq!(p.grant(0, &frames(1, 214)).count, 1);
+    }
+
+    #[test]
+    fn weighted_frames_cost_their_packets() {
+        // 10 copies per frame at 100 kpps: 10 k frames a second, batches of 10 frames.
+        let clock = FakeClock::new();
+        let mut p = Pacer::weighted(Pace::Pps(100_000), 0, 64, 10);
+        assert_eq!(p.batch_hint(), 10);
+        let f = frames(100_000, 214);
+        let mut i = 0;
+        while clock.now_ns() < 1_000_000_000 {
+            let g = p.grant(clock.now_ns(), &f[i..i + 64]);
+            if g.count == 0 {
+                clock.sleep_until(g.retry_at_ns, u64::MAX);
+            }
+            i += g.count;
+        }
+        assert!((9_900..=10_100).contains(&i), "{i} frames");
     }
 
     #[test]

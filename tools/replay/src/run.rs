@@ -149,7 +149,7 @@ pub fn run(
     let batch_max = sender.batch_max().clamp(1, BATCH_MAX);
     let mut ring = Ring::new(2 * batch_max);
     let start = clock.now_ns();
-    let mut pacer = Pacer::new(pace, start, batch_max);
+    let mut pacer = Pacer::weighted(pace, start, batch_max, sender.repeat());
     let mut s = Summary {
         sender: sender.name(),
         packets: 0,
@@ -237,15 +237,9 @@ pub fn run(
         }
         let r = sender.send(&frames[..g.count])?;
         let consumed = r.consumed.min(g.count);
-        // Senders report counts, not which frames failed (rare): bytes are those of the first
-        // `sent` frames.
-        let sent_bytes: u64 = frames[..r.sent.min(consumed)]
-            .iter()
-            .map(|f| f.data.len() as u64)
-            .sum();
         pacer.refund(pending[consumed..g.count].iter().map(|&(_, l)| l));
         s.packets += r.sent as u64;
-        s.bytes += sent_bytes;
+        s.bytes += r.bytes;
         s.errors += r.errors as u64;
         ring.pop(consumed);
         if consumed == 0 {

@@ -127,4 +127,3 @@ impl FrameSource for PcapSource {
         self.skipped
     }
 }
-

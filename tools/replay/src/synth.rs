@@ -296,10 +296,24 @@ impl Synth {
         for (dir, st) in streams.iter_mut().enumerate() {
             let (smac, dmac, sip, dip, sp, dp) = if dir == 0 {
                 let i = &id;
-                (CALLER_MAC, CALLEE_MAC, i.caller_ip, i.callee_ip, i.caller_rtp_port, i.callee_rtp_port)
+                (
+                    CALLER_MAC,
+                    CALLEE_MAC,
+                    i.caller_ip,
+                    i.callee_ip,
+                    i.caller_rtp_port,
+                    i.callee_rtp_port,
+                )
             } else {
                 let i = &id;
-                (CALLEE_MAC, CALLER_MAC, i.callee_ip, i.caller_ip, i.callee_rtp_port, i.caller_rtp_port)
+                (
+                    CALLEE_MAC,
+                    CALLER_MAC,
+                    i.callee_ip,
+                    i.caller_ip,
+                    i.callee_rtp_port,
+                    i.caller_rtp_port,
+                )
             };
             let r = mix(k.wrapping_mul(2).wrapping_add(dir as u64) ^ self.cfg.seed);
             st.ssrc = r as u32;
@@ -484,9 +498,25 @@ impl Synth {
         let id = CallIdentity::of(c.k);
         let vlan = self.cfg.vlan.and_then(|v| VlanId::try_new(v).ok());
         let b = if from_caller {
-            udp_builder(CALLER_MAC, CALLEE_MAC, vlan, id.caller_ip, id.callee_ip, SIP_PORT, SIP_PORT)
+            udp_builder(
+                CALLER_MAC,
+                CALLEE_MAC,
+                vlan,
+                id.caller_ip,
+                id.callee_ip,
+                SIP_PORT,
+                SIP_PORT,
+            )
         } else {
-            udp_builder(CALLEE_MAC, CALLER_MAC, vlan, id.callee_ip, id.caller_ip, SIP_PORT, SIP_PORT)
+            udp_builder(
+                CALLEE_MAC,
+                CALLER_MAC,
+                vlan,
+                id.callee_ip,
+                id.caller_ip,
+                SIP_PORT,
+                SIP_PORT,
+            )
         };
         let len = write_udp(b, &self.sip_buf, out);
         let call = &mut self.calls[slot];
@@ -669,9 +699,17 @@ mod tests {
             .iter()
             .filter_map(|(_, f)| {
                 let p = &f[42..];
-                (p.starts_with(b"INVITE") || p.starts_with(b"SIP/") || p.starts_with(b"ACK")
+                (p.starts_with(b"INVITE")
+                    || p.starts_with(b"SIP/")
+                    || p.starts_with(b"ACK")
                     || p.starts_with(b"BYE"))
-                .then(|| String::from_utf8_lossy(p).lines().next().unwrap().to_string())
+                .then(|| {
+                    String::from_utf8_lossy(p)
+                        .lines()
+                        .next()
+                        .unwrap()
+                        .to_string()
+                })
             })
             .collect();
         assert_eq!(

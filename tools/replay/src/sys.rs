@@ -93,7 +93,12 @@ impl PacketSocket {
         // SAFETY: `msgs[..n]` point at `iov[..n]`, which point at the caller's frames; all
         // of them live until the call returns, and the kernel only reads them.
         let rc = unsafe {
-            libc::sendmmsg(self.fd.as_raw_fd(), self.msgs.as_mut_ptr(), n as libc::c_uint, 0)
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                self.msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                0,
+            )
         };
         if rc < 0 {
             return Err(io::Error::last_os_error());
@@ -145,4 +150,20 @@ pub fn stop_on_signals() -> io::Result<&'static AtomicBool> {
         }
     }
     Ok(&STOP)
+}
+
+/// Moves the calling THREAD into the network namespace `/var/run/netns/NAME` (as made by
+/// `ip netns add`). Sockets, interface names and BPF test runs of that thread then belong to
+/// the namespace; other threads stay where they were.
+pub fn enter_netns(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let f = std::fs::File::open(std::path::Path::new("/var/run/netns").join(name))?;
+    // SAFETY: `f` is an open namespace file for the duration of the call.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

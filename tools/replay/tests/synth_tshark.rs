@@ -86,7 +86,11 @@ fn tshark_sees_n_dialogs_and_2n_lossless_rtp_streams() {
     ]);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(ids.len(), n as usize, "distinct Call-IDs");
-    assert_eq!(rtcp.lines().count(), 2 * n as usize, "one report per direction");
+    assert_eq!(
+        rtcp.lines().count(),
+        2 * n as usize,
+        "one report per direction"
+    );
     let n64 = u64::from(n);
     assert_eq!(sip_count(&out, "INVITE"), n64);
     assert_eq!(sip_count(&out, "ACK"), n64);

@@ -54,8 +54,11 @@ fn time_arg(name: &str, v: &Option<String>) -> anyhow::Result<Option<i64>> {
 }
 
 fn open_ro(path: &std::path::Path) -> anyhow::Result<Connection> {
-    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .with_context(|| format!("open index {}", path.display()))
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("open index {}", path.display()))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -73,7 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut covered: BTreeSet<PathBuf> = BTreeSet::new();
         let mut found = false;
         for s in &args.stores {
-            let store = s.canonicalize().with_context(|| format!("store {}", s.display()))?;
+            let store = s
+                .canonicalize()
+                .with_context(|| format!("store {}", s.display()))?;
             if covered.contains(&store) {
                 continue;
             }
@@ -93,26 +98,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if !found {
             anyhow::bail!(
                 "no index in {}: run `xdprec index --store DIR` first",
-                args.stores.iter().map(|s| s.display().to_string()).collect::<Vec<_>>().join(", ")
+                args.stores
+                    .iter()
+                    .map(|s| s.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }
-    calls.sort_by(|a, b| (a.start_ns, &a.recorder, &a.call_id).cmp(&(b.start_ns, &b.recorder, &b.call_id)));
+    calls.sort_by(|a, b| {
+        (a.start_ns, &a.recorder, &a.call_id).cmp(&(b.start_ns, &b.recorder, &b.call_id))
+    });
+    match print(&calls, args.json) {
+        // `xdprec calls | head` is fine.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("write to stdout"),
+    }
+}
+
+fn print(calls: &[CallOut], json: bool) -> std::io::Result<()> {
     let out = std::io::stdout();
-    let mut out = out.lock();
-    if args.json {
-        for c in &calls {
+    let mut out = std::io::BufWriter::new(out.lock());
+    if json {
+        for c in calls {
             serde_json::to_writer(&mut out, c)?;
             writeln!(out)?;
         }
-        return Ok(());
+        return out.flush();
     }
     writeln!(
         out,
         "{:<30} {:<11} {:>8} {:<20} {:<20} {:>7} {:>9} {:>6} {:>4}  CALL-ID",
         "START (UTC)", "STATE", "DUR s", "FROM", "TO", "STREAMS", "PACKETS", "LOST", "MOS"
     )?;
-    for c in &calls {
+    for c in calls {
         let packets: i64 = c.streams.iter().map(|s| s.packets).sum();
         let lost: i64 = c.streams.iter().map(|s| s.lost).sum();
         writeln!(
@@ -120,23 +139,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "{:<30} {:<11} {:>8} {:<20} {:<20} {:>7} {:>9} {:>6} {:>4}  {}",
             c.start.as_deref().unwrap_or("-"),
             c.state,
-            c.duration_s.map(|d| format!("{d:.1}")).unwrap_or_else(|| "-".into()),
+            c.duration_s
+                .map(|d| format!("{d:.1}"))
+                .unwrap_or_else(|| "-".into()),
             trunc(&c.from_user, 20),
             trunc(&c.to_user, 20),
             c.streams.len(),
             packets,
             lost,
-            c.mos.map(|m| format!("{m:.1}")).unwrap_or_else(|| "-".into()),
+            c.mos
+                .map(|m| format!("{m:.1}"))
+                .unwrap_or_else(|| "-".into()),
             c.call_id
         )?;
     }
     writeln!(out, "{} calls", calls.len())?;
-    Ok(())
+    out.flush()
 }
 
 fn trunc(s: &str, n: usize) -> String {
     // Network strings may hold control characters: show them escaped.
-    let clean: String = s.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if clean.chars().count() <= n {
         clean
     } else {

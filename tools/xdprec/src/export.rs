@@ -55,7 +55,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("give --pcap OUT or --wav OUT");
     }
     if args.all {
-        let Some(out) = &args.pcap else { bail!("--all writes a pcap: give --pcap OUT") };
+        let Some(out) = &args.pcap else {
+            bail!("--all writes a pcap: give --pcap OUT")
+        };
         let since = parse_time_arg(args.since.as_deref(), "--since")?;
         let until = parse_time_arg(args.until.as_deref(), "--until")?;
         let report = export_range(&args.stores, since, until, out, |n| {
@@ -70,13 +72,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let Some(call_id) = &args.call_id else { bail!("give --call-id ID, or --all") };
+    let Some(call_id) = &args.call_id else {
+        bail!("give --call-id ID, or --all")
+    };
     let db = match &args.db {
         Some(p) => p.clone(),
         None => args.stores[0].join("index.sqlite"),
     };
     if !db.is_file() {
-        bail!("no index at {}: run `xdprec index --store DIR` first", db.display());
+        bail!(
+            "no index at {}: run `xdprec index --store DIR` first",
+            db.display()
+        );
     }
     let copies = call_copies(&db, call_id, &args.stores)?;
     if copies.is_empty() {
@@ -94,8 +101,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let (frames, report) = xdprec_export::merge::merge(frames);
     if chosen.len() > 1 || args.merge {
-        let parts: Vec<String> =
-            report.kept_by_recorder.iter().map(|(r, n)| format!("{n} from {r}")).collect();
+        let parts: Vec<String> = report
+            .kept_by_recorder
+            .iter()
+            .map(|(r, n)| format!("{n} from {r}"))
+            .collect();
         eprintln!(
             "merged {} copies: {} ({} duplicates dropped)",
             chosen.len(),
@@ -105,7 +115,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(out) = &args.pcap {
         write_pcap(out, &frames)?;
-        eprintln!("wrote {} frames of call {call_id:?} to {}", frames.len(), out.display());
+        eprintln!(
+            "wrote {} frames of call {call_id:?} to {}",
+            frames.len(),
+            out.display()
+        );
     }
     if let Some(out) = &args.wav {
         write_call_wav(out, &frames)?;
@@ -166,21 +180,33 @@ fn call_copies(db: &Path, call_id: &str, stores: &[PathBuf]) -> anyhow::Result<V
             "SELECT s.path, m.record_offset FROM sip_messages m JOIN segments s ON s.id = m.segment
              WHERE m.call = ?1",
         )?;
-        for row in sip.query_map(params![id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        for row in sip.query_map(params![id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
             let (key, offset) = row?;
-            refs.push(FrameRef::Record { segment: resolve(&key)?, offset: offset as u64 });
+            refs.push(FrameRef::Record {
+                segment: resolve(&key)?,
+                offset: offset as u64,
+            });
         }
         let mut parts = conn.prepare(
             "SELECT s.path, p.stream_id FROM stream_parts p JOIN streams st ON st.id = p.stream
              JOIN segments s ON s.id = p.segment WHERE st.call = ?1 AND p.stream_id > 0",
         )?;
-        for row in
-            parts.query_map(params![id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-        {
+        for row in parts.query_map(params![id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
             let (key, stream_id) = row?;
-            refs.push(FrameRef::Stream { segment: resolve(&key)?, stream_id: stream_id as u32 });
+            refs.push(FrameRef::Stream {
+                segment: resolve(&key)?,
+                stream_id: stream_id as u32,
+            });
         }
-        out.push(Copy { recorder, role, refs });
+        out.push(Copy {
+            recorder,
+            role,
+            refs,
+        });
     }
     Ok(out)
 }
@@ -197,16 +223,22 @@ fn write_call_wav(out: &Path, frames: &[Frame]) -> anyhow::Result<()> {
         if c.class != xdprec_classify::Class::Rtp {
             continue;
         }
-        let (Some(t), Some(payload)) = (c.tuple, f.data.get(c.payload.clone())) else { continue };
-        let Some(h) = xdprec_classify::rtp_header(payload) else { continue };
+        let (Some(t), Some(payload)) = (c.tuple, f.data.get(c.payload.clone())) else {
+            continue;
+        };
+        let Some(h) = xdprec_classify::rtp_header(payload) else {
+            continue;
+        };
         let body = rtp_payload(payload).unwrap_or(&[]);
-        dirs.entry((t.src, t.src_port, t.dst, t.dst_port, h.ssrc)).or_default().push(RtpPacket {
-            arrival_ns: f.ts_ns,
-            seq: h.seq,
-            timestamp: h.timestamp,
-            payload_type: h.payload_type,
-            payload: body,
-        });
+        dirs.entry((t.src, t.src_port, t.dst, t.dst_port, h.ssrc))
+            .or_default()
+            .push(RtpPacket {
+                arrival_ns: f.ts_ns,
+                seq: h.seq,
+                timestamp: h.timestamp,
+                payload_type: h.payload_type,
+                payload: body,
+            });
     }
     if dirs.is_empty() {
         bail!("the call has no RTP to decode; export it with --pcap");
@@ -214,13 +246,21 @@ fn write_call_wav(out: &Path, frames: &[Frame]) -> anyhow::Result<()> {
     let mut streams: Vec<_> = dirs.into_iter().collect();
     streams.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
     streams.truncate(2);
-    let start = streams.iter().filter_map(|(_, p)| p.first().map(|x| x.arrival_ns)).min().unwrap_or(0);
+    let start = streams
+        .iter()
+        .filter_map(|(_, p)| p.first().map(|x| x.arrival_ns))
+        .min()
+        .unwrap_or(0);
     // Four hours of audio at most per channel (a bound on memory: 2 x 230 MB).
     const SAMPLES_MAX: usize = 8000 * 3600 * 4;
     let mut channels = Vec::new();
     for (dir, pkts) in &streams {
-        let (pcm, rep) = decode_channel(pkts, start, SAMPLES_MAX)
-            .with_context(|| format!("stream {}:{} -> {}:{} ssrc {:#x}", dir.0, dir.1, dir.2, dir.3, dir.4))?;
+        let (pcm, rep) = decode_channel(pkts, start, SAMPLES_MAX).with_context(|| {
+            format!(
+                "stream {}:{} -> {}:{} ssrc {:#x}",
+                dir.0, dir.1, dir.2, dir.3, dir.4
+            )
+        })?;
         eprintln!(
             "channel {}: {}:{} -> {}:{} ssrc {:#010x}: {} packets decoded, {} not G.711 (silence), {} beyond the length limit",
             channels.len() + 1, dir.0, dir.1, dir.2, dir.3, dir.4,
@@ -229,7 +269,11 @@ fn write_call_wav(out: &Path, frames: &[Frame]) -> anyhow::Result<()> {
         channels.push(pcm);
     }
     xdprec_export::write_atomically(out, |w| write_wav(w, &channels))?;
-    eprintln!("wrote {} ({} channels, 8 kHz, 16-bit)", out.display(), channels.len());
+    eprintln!(
+        "wrote {} ({} channels, 8 kHz, 16-bit)",
+        out.display(),
+        channels.len()
+    );
     Ok(())
 }
 

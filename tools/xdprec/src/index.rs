@@ -64,12 +64,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let stores: Vec<PathBuf> = args
         .stores
         .iter()
-        .map(|s| s.canonicalize().with_context(|| format!("store {}", s.display())))
+        .map(|s| {
+            s.canonicalize()
+                .with_context(|| format!("store {}", s.display()))
+        })
         .collect::<anyhow::Result<_>>()?;
     let db = db_path(&args.db, &stores)?;
-    if db == PathBuf::from("index.sqlite") && args.pcap.is_empty() {
-        anyhow::bail!("give --store DIR or --db PATH");
-    }
     let cfg = Config {
         calls_open_max: args.calls_open_max,
         streams_open_max: args.streams_open_max,

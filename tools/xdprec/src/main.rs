@@ -16,7 +16,11 @@ mod replay;
 mod stat;
 
 #[derive(Parser)]
-#[command(name = "xdprec", version, about = "Kernel-bypass call recording appliance")]
+#[command(
+    name = "xdprec",
+    version,
+    about = "Kernel-bypass call recording appliance"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

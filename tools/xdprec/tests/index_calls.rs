@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn xdprec(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xdprec")).args(args).output().expect("run xdprec");
+    let out = Command::new(env!("CARGO_BIN_EXE_xdprec"))
+        .args(args)
+        .output()
+        .expect("run xdprec");
     assert!(
         out.status.success(),
         "xdprec {args:?} failed: {}\n{}",
@@ -24,18 +27,31 @@ impl Drop for Tmp {
 fn calls(store: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec!["calls", "--store", store.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
-    xdprec(&args).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
+    xdprec(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
 }
 
 #[test]
 fn calls_json_from_a_captured_store() {
-    let Some(corpus) = xdprec_testkit::corpus_dir() else { return };
+    let Some(corpus) = xdprec_testkit::corpus_dir() else {
+        return;
+    };
     let t = Tmp(std::env::temp_dir().join(format!("xdprec-index-calls-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&t.0);
     let store = t.0.join("store");
     let pcap = corpus.join("sample-captures/sip-rtp-g711.pcap");
     let s = store.to_str().unwrap();
-    xdprec(&["capture", "--pcap", pcap.to_str().unwrap(), "--store", s, "--recorder", "rec1"]);
+    xdprec(&[
+        "capture",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--store",
+        s,
+        "--recorder",
+        "rec1",
+    ]);
     xdprec(&["index", "--store", s]);
     assert!(store.join("index.sqlite").is_file());
 
@@ -79,5 +95,98 @@ fn calls_json_from_a_captured_store() {
     xdprec(&["index", "--store", s]);
     assert_eq!(calls(&store, &[]), all);
     let table = xdprec(&["calls", "--store", s]);
-    assert!(table.contains("1-1966@10.0.2.20") && table.contains("2 calls"), "{table}");
+    assert!(
+        table.contains("1-1966@10.0.2.20") && table.contains("2 calls"),
+        "{table}"
+    );
+}
+
+/// An INVITE too big for one IP packet arrives as three IPv4 fragments: the capture engine
+/// reassembles it into a synthetic record, the indexer reads the call and its SDP from that.
+#[test]
+fn fragmented_invite_from_a_store() {
+    use etherparse::{IpFragOffset, IpNumber, Ipv4Header, PacketBuilder};
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    use std::time::Duration;
+    let t = Tmp(std::env::temp_dir().join(format!("xdprec-index-frag-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&t.0);
+    std::fs::create_dir_all(&t.0).unwrap();
+    let (a, b) = ([198, 51, 100, 1], [198, 51, 100, 2]);
+    let sdp = "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 8\r\n";
+    let pad = "x".repeat(3000);
+    let msg = |start: &str, tag: &str, body: &str| {
+        format!(
+            "{start}\r\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bK1\r\nFrom: <sip:1001@example.com>;tag=f\r\n\
+             To: <sip:2002@example.com>{tag}\r\nCall-ID: frag@198.51.100.1\r\nCSeq: 1 INVITE\r\nX-Pad: {pad}\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let udp = |src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, payload: &[u8]| {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .udp(sp, dp)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    };
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    // The INVITE, cut into fragments of 1480 bytes of IP payload.
+    let whole = udp(
+        a,
+        b,
+        5060,
+        5060,
+        msg("INVITE sip:2002@example.com SIP/2.0", "", sdp).as_bytes(),
+    );
+    let ip_payload = &whole[34..];
+    for (i, chunk) in ip_payload.chunks(1480).enumerate() {
+        let mut h = Ipv4Header::new(chunk.len() as u16, 64, IpNumber::UDP, a, b).unwrap();
+        h.identification = 77;
+        h.more_fragments = (i + 1) * 1480 < ip_payload.len();
+        h.fragment_offset = IpFragOffset::try_new((i * 1480 / 8) as u16).unwrap();
+        h.header_checksum = h.calc_header_checksum();
+        let mut f = whole[..14].to_vec();
+        h.write(&mut f).unwrap();
+        f.extend_from_slice(chunk);
+        frames.push(f);
+    }
+    assert_eq!(frames.len(), 3);
+    let ok = msg(
+        "SIP/2.0 200 OK",
+        ";tag=t",
+        &sdp.replace("198.51.100.1", "198.51.100.2")
+            .replace("5000", "4000"),
+    );
+    frames.push(udp(b, a, 5060, 5060, ok.as_bytes()));
+    for i in 0..50u16 {
+        let mut r = vec![0x80, 8];
+        r.extend_from_slice(&i.to_be_bytes());
+        r.extend_from_slice(&(i as u32 * 160).to_be_bytes());
+        r.extend_from_slice(&0xF00Du32.to_be_bytes());
+        r.extend_from_slice(&[0xd5; 160]);
+        frames.push(udp(b, a, 4000, 5000, &r));
+    }
+    let pcap = t.0.join("frag.pcap");
+    let mut w =
+        PcapWriter::with_header(std::fs::File::create(&pcap).unwrap(), PcapHeader::default())
+            .unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        let ts = Duration::from_secs(1_700_000_000) + Duration::from_millis(i as u64 * 20);
+        w.write_packet(&PcapPacket::new(ts, f.len() as u32, f))
+            .unwrap();
+    }
+    drop(w);
+    let store = t.0.join("store");
+    let s = store.to_str().unwrap();
+    xdprec(&["capture", "--pcap", pcap.to_str().unwrap(), "--store", s]);
+    xdprec(&["index", "--store", s]);
+    let c = calls(&store, &[]);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0]["call_id"], "frag@198.51.100.1");
+    assert_eq!(c[0]["state"], "answered");
+    assert_eq!(c[0]["sip_messages"], 2);
+    assert_eq!(c[0]["streams"][0]["packets"], 50);
+    assert_eq!(c[0]["streams"][0]["codec"], "PCMA");
 }

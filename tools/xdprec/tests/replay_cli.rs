@@ -42,11 +42,28 @@ fn write_pcap_only_makes_the_calls_asked_for() {
 #[test]
 fn bad_command_lines_are_refused() {
     for args in [
-        vec!["replay", "--synth", "2"],                                 // no --iface, no output
-        vec!["replay", "--iface", "lo"],                                // no input
+        vec!["replay", "--synth", "2"],  // no --iface, no output
+        vec!["replay", "--iface", "lo"], // no input
         vec!["replay", "--iface", "lo", "--synth", "1", "--pcap", "x"], // two inputs
-        vec!["replay", "--iface", "lo", "--synth", "1", "--pps", "5", "--topspeed"],
-        vec!["replay", "--iface", "lo", "--synth", "1", "--sender", "carrier-pigeon"],
+        vec![
+            "replay",
+            "--iface",
+            "lo",
+            "--synth",
+            "1",
+            "--pps",
+            "5",
+            "--topspeed",
+        ],
+        vec![
+            "replay",
+            "--iface",
+            "lo",
+            "--synth",
+            "1",
+            "--sender",
+            "carrier-pigeon",
+        ],
     ] {
         let st = Command::new(BIN).args(&args).output().unwrap();
         assert!(!st.status.success(), "{args:?} was accepted");
@@ -54,10 +71,13 @@ fn bad_command_lines_are_refused() {
 }
 
 fn rx_packets(ns: &Netns, dev: &str) -> u64 {
-    ns.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/rx_packets")])
-        .trim()
-        .parse()
-        .unwrap()
+    ns.exec(&[
+        "cat",
+        &format!("/sys/class/net/{dev}/statistics/rx_packets"),
+    ])
+    .trim()
+    .parse()
+    .unwrap()
 }
 
 /// Sends `k` frames with `sender` from end a; returns (frames the peer received, stderr).
@@ -68,7 +88,11 @@ fn send_k(sender: &str, k: u64) -> (u64, String) {
     v.move_b(&ns);
     for d in [&v.a, &v.b] {
         // No IPv6 autoconfiguration chatter: only our frames cross the pair.
-        ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{d}.disable_ipv6=1")]);
+        ns.exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{d}.disable_ipv6=1"),
+        ]);
         ns.exec(&["ip", "link", "set", d, "up"]);
     }
     // Live frames leave a veth through ndo_xdp_xmit, which needs NAPI on the peer.
@@ -76,7 +100,9 @@ fn send_k(sender: &str, k: u64) -> (u64, String) {
     let before = rx_packets(&ns, &v.b);
     let out = ns
         .command(BIN)
-        .args(["replay", "--iface", &v.a, "--synth", "200", "--cps", "100000"])
+        .args([
+            "replay", "--iface", &v.a, "--synth", "200", "--cps", "100000",
+        ])
         .args(["--call-secs", "30", "--pps", "50000", "--duration", "20"])
         .args(["--count", &k.to_string(), "--sender", sender])
         .output()

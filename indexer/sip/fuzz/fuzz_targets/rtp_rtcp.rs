@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
     for p in Compound::new(data) {
         let Ok(p) = p else { break };
         match RtcpRepr::parse(&p) {
-            Ok(RtcpRepr::SenderReport { reports, .. }) | Ok(RtcpRepr::ReceiverReport { reports, .. }) => {
+            Ok(RtcpRepr::SenderReport { reports, .. })
+            | Ok(RtcpRepr::ReceiverReport { reports, .. }) => {
                 assert!(reports.count() <= 31);
             }
             Ok(RtcpRepr::SourceDescription { chunks }) => {
@@ -37,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
     let mut j = JitterEstimator::new(u32::from(data.first().copied().unwrap_or(0)) * 1000);
     for w in data.chunks_exact(8) {
         t.update(u16::from_be_bytes([w[0], w[1]]));
-        j.update(u64::from(u32::from_be_bytes([w[4], w[5], w[6], w[7]])) * 1000, u32::from_be_bytes([w[2], w[3], w[0], w[1]]));
+        j.update(
+            u64::from(u32::from_be_bytes([w[4], w[5], w[6], w[7]])) * 1000,
+            u32::from_be_bytes([w[2], w[3], w[0], w[1]]),
+        );
     }
     assert!(t.received + t.duplicates + t.jumps_ignored <= (data.len() / 8) as u64 + 1);
     assert!(j.jitter_ns().is_finite());

@@ -9,7 +9,13 @@ fn exercise(m: &SipMessage<'_>) {
     for h in m.headers() {
         let _ = h.value_str();
     }
-    let _ = (m.call_id(), m.cseq(), m.max_forwards(), m.user_agent(), m.reason());
+    let _ = (
+        m.call_id(),
+        m.cseq(),
+        m.max_forwards(),
+        m.user_agent(),
+        m.reason(),
+    );
     let _ = (m.request_uri(), m.status_code(), m.method(), m.expires());
     for na in [m.from(), m.to(), m.contact()].into_iter().flatten() {
         let _ = (na.tag(), na.user(), na.parsed_uri());

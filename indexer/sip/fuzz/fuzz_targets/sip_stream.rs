@@ -28,8 +28,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(f.buffered_bytes() <= BUF);
     }
     let s = *f.stats();
-    assert!(s.message_bytes + s.keepalive_bytes + s.garbage_bytes + s.oversized_bytes
-        <= stream.len() as u64);
+    assert!(
+        s.message_bytes + s.keepalive_bytes + s.garbage_bytes + s.oversized_bytes
+            <= stream.len() as u64
+    );
 
     let mut ws = WebSocketDeframer::new(BUF);
     for c in stream.chunks(step) {
@@ -42,7 +44,9 @@ fuzz_target!(|data: &[u8]| {
 
     // Reassembler: segments of `step` bytes, sent in an order derived from ctl[1].
     let mut r = TcpReassembler::new(SipStreamFramer::new(BUF), 4, 4096);
-    let isn = u32::from(ctl[1]).wrapping_mul(0x0101_0101).wrapping_sub(300);
+    let isn = u32::from(ctl[1])
+        .wrapping_mul(0x0101_0101)
+        .wrapping_sub(300);
     let segs: Vec<(u32, &[u8])> = stream
         .chunks(step)
         .enumerate()
