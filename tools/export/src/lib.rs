@@ -39,7 +39,10 @@ pub fn write_atomically<F>(path: &Path, fill: F) -> Result<(), ExportError>
 where
     F: FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 {
-    let io = |source| ExportError::Io { path: path.to_path_buf(), source };
+    let io = |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);

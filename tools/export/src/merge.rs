@@ -28,8 +28,16 @@ pub struct MergeReport {
 
 #[derive(PartialEq, Eq, Hash)]
 enum Identity {
-    Rtp { tuple: u64, ssrc: u32, seq: u16, ts: u32 },
-    Content { tuple: u64, payload: u64 },
+    Rtp {
+        tuple: u64,
+        ssrc: u32,
+        seq: u16,
+        ts: u32,
+    },
+    Content {
+        tuple: u64,
+        payload: u64,
+    },
 }
 
 fn hash_of<T: Hash + ?Sized>(t: &T) -> u64 {
@@ -43,17 +51,28 @@ fn identity(classifier: &mut Classifier, frame: &[u8]) -> Identity {
     let tuple = c
         .tuple
         .map(|t| hash_of(&(t.src, t.dst, t.proto, t.src_port, t.dst_port)))
-        .or_else(|| c.frag.map(|f| hash_of(&(f.src, f.dst, f.proto, f.id, f.offset_bytes))))
+        .or_else(|| {
+            c.frag
+                .map(|f| hash_of(&(f.src, f.dst, f.proto, f.id, f.offset_bytes)))
+        })
         .unwrap_or(0);
     let payload = frame.get(c.payload.clone()).unwrap_or(frame);
     if c.class == Class::Rtp {
         if let Some(h) = rtp_header(payload) {
-            return Identity::Rtp { tuple, ssrc: h.ssrc, seq: h.seq, ts: h.timestamp };
+            return Identity::Rtp {
+                tuple,
+                ssrc: h.ssrc,
+                seq: h.seq,
+                ts: h.timestamp,
+            };
         }
     }
     // Fragments and unparsed frames: the whole frame is the content.
     let content = if c.tuple.is_some() { payload } else { frame };
-    Identity::Content { tuple, payload: hash_of(content) }
+    Identity::Content {
+        tuple,
+        payload: hash_of(content),
+    }
 }
 
 /// Merges copies: `frames` from any number of recorders, in any order.
@@ -65,7 +84,10 @@ pub fn merge(mut frames: Vec<Frame>) -> (Vec<Frame>, MergeReport) {
     let mut out = Vec::with_capacity(frames.len());
     for f in frames {
         if seen.insert(identity(&mut classifier, &f.data)) {
-            *report.kept_by_recorder.entry(f.recorder.clone()).or_default() += 1;
+            *report
+                .kept_by_recorder
+                .entry(f.recorder.clone())
+                .or_default() += 1;
             out.push(f);
         } else {
             report.duplicates += 1;
@@ -94,13 +116,22 @@ mod tests {
                 .udp(40000, 50000)
                 .write(&mut out, &rtp)
                 .unwrap(),
-            None => eth.ipv4(src, dst, 64).udp(40000, 50000).write(&mut out, &rtp).unwrap(),
+            None => eth
+                .ipv4(src, dst, 64)
+                .udp(40000, 50000)
+                .write(&mut out, &rtp)
+                .unwrap(),
         }
         out
     }
 
     fn frame(rec: &str, ts: u64, data: Vec<u8>) -> Frame {
-        Frame { ts_ns: ts, wire_len: data.len() as u32, data, recorder: rec.into() }
+        Frame {
+            ts_ns: ts,
+            wire_len: data.len() as u32,
+            data,
+            recorder: rec.into(),
+        }
     }
 
     #[test]

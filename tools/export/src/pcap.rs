@@ -8,8 +8,8 @@
 //! [`FRAGMENT_WINDOW_NS`] before the datagram completed.
 
 use crate::ExportError;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::path::{Path, PathBuf};
 use xdprec_classify::{Class, Classifier, ProbeConfig};
 use xdprec_pcapio::PcapWriter;
@@ -95,7 +95,9 @@ pub fn collect(refs: &[FrameRef]) -> Result<Vec<Frame>, ExportError> {
             }
         }
         if chosen.len() > CALL_FRAMES_MAX {
-            return Err(ExportError::TooLarge { frames_max: CALL_FRAMES_MAX });
+            return Err(ExportError::TooLarge {
+                frames_max: CALL_FRAMES_MAX,
+            });
         }
     }
     let mut frames = Vec::with_capacity(chosen.len());
@@ -119,7 +121,9 @@ pub fn collect(refs: &[FrameRef]) -> Result<Vec<Frame>, ExportError> {
 /// earlier).
 fn fragments_of(reader: &SegmentReader, ts_ns: u64, synthetic: &[u8]) -> Vec<u64> {
     let mut classifier = Classifier::new(ProbeConfig::default());
-    let Some(want) = ip_ident(synthetic) else { return Vec::new() };
+    let Some(want) = ip_ident(synthetic) else {
+        return Vec::new();
+    };
     let lo = ts_ns.saturating_sub(FRAGMENT_WINDOW_NS);
     let mut out = Vec::new();
     let frag_streams: Vec<u32> = reader
@@ -130,9 +134,17 @@ fn fragments_of(reader: &SegmentReader, ts_ns: u64, synthetic: &[u8]) -> Vec<u64
         .collect();
     let candidates: Box<dyn Iterator<Item = _>> = if frag_streams.is_empty() {
         // Untracked fragments (stream table full): fall back to a scan of this segment.
-        Box::new(reader.records().filter(|r| r.class == Class::Frag && r.stream_id == 0))
+        Box::new(
+            reader
+                .records()
+                .filter(|r| r.class == Class::Frag && r.stream_id == 0),
+        )
     } else {
-        Box::new(frag_streams.into_iter().flat_map(|id| reader.stream_records(id)))
+        Box::new(
+            frag_streams
+                .into_iter()
+                .flat_map(|id| reader.stream_records(id)),
+        )
     };
     for rec in candidates {
         if rec.ts_ns < lo || rec.ts_ns > ts_ns {
@@ -166,7 +178,12 @@ fn ip_ident(frame: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr, Option<
 
 /// Writes `frames` (already in time order) as a nanosecond pcap, atomically.
 pub fn write_pcap(path: &Path, frames: &[Frame]) -> Result<(), ExportError> {
-    let snaplen = frames.iter().map(|f| f.data.len() as u32).max().unwrap_or(0).max(65535);
+    let snaplen = frames
+        .iter()
+        .map(|f| f.data.len() as u32)
+        .max()
+        .unwrap_or(0)
+        .max(65535);
     crate::write_atomically(path, |w| {
         let mut pw = PcapWriter::new(w, snaplen)?;
         for f in frames {
@@ -209,7 +226,10 @@ pub fn export_range(
             readers.push(r);
         }
     }
-    let mut report = RangeReport { segments: readers.len() as u64, ..Default::default() };
+    let mut report = RangeReport {
+        segments: readers.len() as u64,
+        ..Default::default()
+    };
     crate::write_atomically(out, |w| {
         let mut pw = PcapWriter::new(w, 262_144)?;
         let mut iters: Vec<_> = readers

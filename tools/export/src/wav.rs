@@ -32,7 +32,9 @@ pub fn decode_channel(
     samples_max: usize,
 ) -> Result<(Vec<i16>, ChannelReport), ExportError> {
     let mut report = ChannelReport::default();
-    let Some(first) = packets.iter().find(|p| G711::from_payload_type(p.payload_type).is_some())
+    let Some(first) = packets
+        .iter()
+        .find(|p| G711::from_payload_type(p.payload_type).is_some())
     else {
         let pt = packets.first().map(|p| p.payload_type);
         return Err(ExportError::UnsupportedCodec { payload_type: pt });
@@ -124,7 +126,11 @@ mod tests {
     #[test]
     fn lost_packet_is_silence_and_timing_holds() {
         // Packets 0, 1, 3 of a PCMU stream: packet 2 lost.
-        let raw = [pkt(10, 1000, 0, 0x80), pkt(11, 1160, 20, 0x80), pkt(13, 1480, 60, 0x80)];
+        let raw = [
+            pkt(10, 1000, 0, 0x80),
+            pkt(11, 1160, 20, 0x80),
+            pkt(13, 1480, 60, 0x80),
+        ];
         let pkts: Vec<RtpPacket> = raw
             .iter()
             .map(|(s, t, a, p)| RtpPacket {
@@ -139,7 +145,10 @@ mod tests {
         assert_eq!(pcm.len(), 640);
         assert_eq!(rep.decoded_packets, 3);
         assert!(pcm[..320].iter().all(|&s| s == 32124));
-        assert!(pcm[320..480].iter().all(|&s| s == 0), "lost packet must be silence");
+        assert!(
+            pcm[320..480].iter().all(|&s| s == 0),
+            "lost packet must be silence"
+        );
         assert!(pcm[480..].iter().all(|&s| s == 32124));
     }
 
@@ -185,8 +194,10 @@ mod tests {
         assert_eq!(u16::from_le_bytes([out[22], out[23]]), 2);
         assert_eq!(out.len(), 44 + 12);
         // Interleaved: L0 R0 L1 R1 L2 R2 (R padded with silence).
-        let s: Vec<i16> =
-            out[44..].chunks(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+        let s: Vec<i16> = out[44..]
+            .chunks(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect();
         assert_eq!(s, vec![1, 4, 2, 0, 3, 0]);
     }
 }

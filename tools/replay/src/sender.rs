@@ -9,9 +9,11 @@
 //!   otherwise the kernel drops the frames silently: the syscall succeeds and no counter on
 //!   either end moves (measured on 6.18). A live-frames run sends `repeat` copies of ONE
 //!   frame, and replayed traffic has no two frames alike, so every frame is one system call
-//!   with `repeat` = 1, which pays the run's set-up (page pool) per frame: about 70 kpps here,
-//!   far below AF_PACKET. [`LiveSender::with_repeat`] sends each frame K times per call
-//!   (identical copies, for load tests), which is where live frames are fast.
+//!   with `repeat` = 1: about 55-75 kpps here, far below AF_PACKET. [`LiveSender::with_repeat`]
+//!   sends each frame K times per call (identical copies, for load tests). Measured on this
+//!   machine (6.18, veth): a call with repeat > 1 costs about 30 ms plus the packets, so only
+//!   large K pays: K = 4096 gave 0.13 Mpps, K = 65536 0.85 Mpps (NOTES.md: up to 2.7 Mpps);
+//!   the peer's XDP ring then overflows now and then (tx_dropped of the interface counts it).
 //! - [`PacketSender`]: an AF_PACKET raw socket with `sendmmsg` batches (qdisc bypassed where
 //!   allowed); works on any interface.
 //! - [`PcapSender`]: writes the frames to a pcap file (timestamps of the traffic's timeline).
@@ -311,7 +313,13 @@ impl Sender for LiveSender {
     }
 
     fn batch_max(&self) -> usize {
-        LIVE_BATCH_MAX
+        // With repeat one call takes tens of ms: hand over one frame at a time so that
+        // --duration and Ctrl-C are checked between calls.
+        if self.repeat > 1 {
+            1
+        } else {
+            LIVE_BATCH_MAX
+        }
     }
 
     fn repeat(&self) -> u32 {

@@ -148,12 +148,17 @@ struct Copy {
 /// of the given stores (the index keys segments by recorder/interface/queue/sequence, which
 /// survive the renames from open to sealed to compressed).
 fn call_copies(db: &Path, call_id: &str, stores: &[PathBuf]) -> anyhow::Result<Vec<Copy>> {
+    // The index names segment files; a file it named may have been renamed since (sealed,
+    // compressed), so names are matched by their identity: recorder + interface + queue +
+    // sequence, the part of the file name that no rename changes.
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for store in stores {
         for info in xdprec_segment::list_segments(store)
             .with_context(|| format!("store {}", store.display()))?
         {
-            files.insert(xdprec_index::source::segment_key(&info), info.path.clone());
+            if let Some(id) = segment_identity(&info.path) {
+                files.insert(id, info.path.clone());
+            }
         }
     }
     let conn = rusqlite::Connection::open_with_flags(
@@ -162,7 +167,7 @@ fn call_copies(db: &Path, call_id: &str, stores: &[PathBuf]) -> anyhow::Result<V
     )
     .with_context(|| format!("open index {}", db.display()))?;
     let resolve = |key: &str| -> anyhow::Result<PathBuf> {
-        files.get(key).cloned().with_context(|| {
+        segment_identity(Path::new(key)).and_then(|id| files.get(&id).cloned()).with_context(|| {
             format!("segment {key} named by the index is not in the given stores (pass every --store the call was recorded in)")
         })
     };
@@ -209,6 +214,15 @@ fn call_copies(db: &Path, call_id: &str, stores: &[PathBuf]) -> anyhow::Result<V
         });
     }
     Ok(out)
+}
+
+/// `R+I+qQ+SEQ` of a segment file name (see the store layout in xdprec_segment::format).
+fn segment_identity(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let mut parts = name.splitn(5, '+');
+    let (r, i, q, seq) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let seq = seq.split('.').next()?;
+    Some(format!("{r}+{i}+{q}+{seq}"))
 }
 
 /// WAV of a call: one channel per RTP direction (the two largest streams by packets),
