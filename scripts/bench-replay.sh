@@ -4,8 +4,12 @@
 # traffic (G.711 calls, mostly 214-byte frames). Prints a markdown table.
 #
 # Usage: scripts/bench-replay.sh [SECONDS_PER_RUN (10)] [RUNS (3)]
-# Needs root, iproute2, ethtool, tcpreplay; builds `xdprec` in release mode first.
-# "sent" is the sender's own count; "received" is the peer's rx_packets (what arrived).
+# Needs root, iproute2, ethtool, tcpreplay, bc; builds `xdprec` in release mode first (or uses
+# $XDPREC_BIN). "sent" is the sender's own count; "received/sent" compares the peer's
+# rx_packets with it (veth drops when the receiving side falls behind).
+# Senders: live (BPF_PROG_RUN live frames, one call per distinct frame), live-r65536 (each frame
+# repeated 65536 times per call: identical copies, a load figure only), packet (AF_PACKET
+# sendmmsg), tcpreplay --topspeed -K over a pcap of the same synthetic calls.
 set -euo pipefail
 
 SECS=${1:-10}
@@ -13,8 +17,10 @@ RUNS=${2:-3}
 CALLS=2000
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-cargo build --release -q -p xdprec --manifest-path "$ROOT/Cargo.toml"
-BIN=$TARGET/release/xdprec
+if [ -z "${XDPREC_BIN:-}" ]; then
+    cargo build --release -q -p xdprec --manifest-path "$ROOT/Cargo.toml"
+fi
+BIN=${XDPREC_BIN:-$TARGET/release/xdprec}
 
 NS=xrbench$$
 A=rbA$$
@@ -42,34 +48,42 @@ nsx ethtool -K "$B" gro on >/dev/null
 
 rx() { nsx cat "/sys/class/net/$B/statistics/rx_packets"; }
 
-# The same traffic for tcpreplay: SECS seconds of CALLS calls at their natural rate.
-"$BIN" replay --synth "$CALLS" --cps 100000 --call-secs 60 --duration "$SECS" \
+# The same traffic for tcpreplay: 5 s of CALLS calls at their natural rate, looped.
+"$BIN" replay --synth "$CALLS" --cps 100000 --call-secs 60 --duration 5 \
     --write-pcap "$WORK/synth.pcap" --seed 1 2>/dev/null
 FRAMES=$(tcpdump -r "$WORK/synth.pcap" -nn 2>/dev/null | wc -l)
 
 declare -A RESULTS RECEIVED
-run_one() { # name, command...; prints "sent_pps received_pps"
+run_one() { # name, command...; prints "sent_pps delivered_percent"
     local name=$1
     shift
-    local r0 r1 t0 t1 out pps
+    local r0 r1 out pps n
     r0=$(rx)
-    t0=$(date +%s.%N)
     out=$(nsx "$@" 2>&1) || { echo "$name failed: $out" >&2; return 1; }
-    t1=$(date +%s.%N)
     r1=$(rx)
     case $name in
-    tcpreplay) pps=$(echo "$out" | sed -n 's/.*Rated: [0-9.]* Bps, [0-9.]* Mbps, \([0-9.]*\) pps.*/\1/p' | head -1) ;;
-    *) pps=$(echo "$out" | sed -n 's/.* = \([0-9]*\) pkt\/s.*/\1/p' | tail -1) ;;
+    tcpreplay)
+        pps=$(echo "$out" | sed -n 's/.*Rated: [0-9.]* Bps, [0-9.]* Mbps, \([0-9.]*\) pps.*/\1/p' | head -1)
+        n=$(echo "$out" | sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p' | head -1)
+        ;;
+    *)
+        pps=$(echo "$out" | sed -n 's/.* = \([0-9]*\) pkt\/s.*/\1/p' | tail -1)
+        n=$(echo "$out" | sed -n 's/.*: \([0-9]*\) packets, .*/\1/p' | tail -1)
+        ;;
     esac
-    echo "$pps $(echo "($r1 - $r0) / ($t1 - $t0)" | bc -l)"
+    echo "$pps $(echo "100 * ($r1 - $r0) / $n" | bc -l)"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 for i in $(seq "$RUNS"); do
-    for s in live packet; do
+    for s in live live-r65536 packet; do
+        case $s in
+        live-r65536) opts=(--sender live --repeat 65536) ;;
+        *) opts=(--sender "$s") ;;
+        esac
         read -r p r < <(run_one "$s" "$BIN" replay --iface "$A" --synth "$CALLS" --cps 100000 \
-            --call-secs 60 --topspeed --duration "$SECS" --sender "$s" --seed "$i")
+            --call-secs 60 --topspeed --duration "$SECS" "${opts[@]}" --seed "$i")
         RESULTS[$s]+="$p "
         RECEIVED[$s]+="$r "
     done
@@ -87,11 +101,11 @@ echo "machine: $(nproc) CPUs, kernel $(uname -r); date $(date -u +%Y-%m-%dT%H:%M
     "(plus uncommitted changes: $(git -C "$ROOT" status --porcelain | wc -l) files)"
 echo "traffic: $CALLS synthetic G.711 calls ($FRAMES frames in the tcpreplay pcap)"
 echo
-echo "| sender | sent pps (runs) | median sent pps | median received pps | vs tcpreplay |"
+echo "| sender | sent pps (runs) | median sent pps | median received/sent | vs tcpreplay |"
 echo "|---|---|---|---|---|"
-for s in live packet tcpreplay; do
+for s in live live-r65536 packet tcpreplay; do
     m=$(echo "${RESULTS[$s]}" | tr ' ' '\n' | grep . | median)
     rm_=$(echo "${RECEIVED[$s]}" | tr ' ' '\n' | grep . | median)
     runs=$(for x in ${RESULTS[$s]}; do printf '%.0f ' "$x"; done)
-    printf '| %s | %s| %.0f | %.0f | %.2fx |\n' "$s" "$runs" "$m" "$rm_" "$(echo "$m / $TCP" | bc -l)"
+    printf '| %s | %s| %.0f | %.1f %% | %.2fx |\n' "$s" "$runs" "$m" "$rm_" "$(echo "$m / $TCP" | bc -l)"
 done

@@ -14,7 +14,10 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
+use std::path::{Path, PathBuf};
+
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, XskMap};
+use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfError, EbpfLoader};
@@ -200,6 +203,13 @@ pub enum ProbeError {
         source: io::Error,
     },
 
+    #[error("pinning in the BPF file system: {op} {path}: {message}")]
+    Pin {
+        op: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+
     #[error("the embedded object has no {what} `{name}`: the build is inconsistent; rebuild xdprec-probe")]
     Missing {
         what: &'static str,
@@ -320,10 +330,16 @@ fn xdp_mtu_max() -> u32 {
 pub struct Probe {
     // Field order is drop order: links go first (Drop), then maps, then the object.
     attachments: Vec<(String, AttachedMode, XdpLinkId)>,
+    /// Links pinned in bpffs ([`Probe::load_pinned`]): they outlive the process.
+    pinned: Vec<(String, AttachedMode, PinnedLink)>,
+    pin_dir: Option<PathBuf>,
+    /// Leave the pins (and so the attachment) in place when dropped.
+    keep_pins: bool,
     config: Array<MapData, [u8; CONFIG_SIZE]>,
     stats: PerCpuArray<MapData, u64>,
     xsks: XskMap<MapData>,
     tcp_sip: HashMap<MapData, [u8; FLOW_KEY_SIZE], u64>,
+    heartbeat: Array<MapData, u64>,
     ebpf: Ebpf,
 }
 
@@ -346,6 +362,19 @@ impl Probe {
     /// Loads the embedded program, writes `config` into `xdprec_config` and runs the
     /// verifier. Nothing is attached yet.
     pub fn load(config: &ProbeConfig) -> Result<Probe, ProbeError> {
+        Self::load_inner(config, None)
+    }
+
+    /// [`Probe::load`], pinning the maps under `dir` (an existing, empty directory on a BPF
+    /// file system: see [`pin_dir`]) and, on [`Probe::attach`], the link as `dir/link`, so
+    /// the program keeps steering after this process dies and a standby can open the maps
+    /// ([`PinnedProbe`]). Dropping the probe removes the pins (and so detaches) unless
+    /// [`Probe::keep_pins`] was called.
+    pub fn load_pinned(config: &ProbeConfig, dir: &Path) -> Result<Probe, ProbeError> {
+        Self::load_inner(config, Some(dir))
+    }
+
+    fn load_inner(config: &ProbeConfig, pin: Option<&Path>) -> Result<Probe, ProbeError> {
         if config.abi_version != abi::ABI_VERSION {
             log::warn!(
                 "probe config has ABI version {} but the program expects {}: it will pass every frame unclassified",
@@ -354,31 +383,63 @@ impl Probe {
             );
         }
         let mut ebpf = EbpfLoader::new().load(PROBE_OBJECT).map_err(load_error)?;
+        let mut take = |name: &'static str| -> Result<aya::maps::Map, ProbeError> {
+            let m = take_map(&mut ebpf, name)?;
+            if let Some(dir) = pin {
+                let path = dir.join(name);
+                m.pin(&path).map_err(|e| ProbeError::Pin {
+                    op: "bpf(BPF_OBJ_PIN)",
+                    path,
+                    message: e.to_string(),
+                })?;
+            }
+            Ok(m)
+        };
 
         let mut config_map: Array<MapData, [u8; CONFIG_SIZE]> =
-            Array::try_from(take_map(&mut ebpf, abi::MAP_CONFIG)?)
+            Array::try_from(take(abi::MAP_CONFIG)?)
                 .map_err(|e| map_error(abi::MAP_CONFIG, "opening", e))?;
         config_map
             .set(0, config.to_bytes(), 0)
             .map_err(|e| map_error(abi::MAP_CONFIG, "bpf(BPF_MAP_UPDATE_ELEM)", e))?;
-        let stats = PerCpuArray::try_from(take_map(&mut ebpf, abi::MAP_STATS)?)
+        let stats = PerCpuArray::try_from(take(abi::MAP_STATS)?)
             .map_err(|e| map_error(abi::MAP_STATS, "opening", e))?;
-        let xsks = XskMap::try_from(take_map(&mut ebpf, abi::MAP_XSKS)?)
+        let xsks = XskMap::try_from(take(abi::MAP_XSKS)?)
             .map_err(|e| map_error(abi::MAP_XSKS, "opening", e))?;
-        let tcp_sip = HashMap::try_from(take_map(&mut ebpf, abi::MAP_TCP_SIP)?)
+        let tcp_sip = HashMap::try_from(take(abi::MAP_TCP_SIP)?)
             .map_err(|e| map_error(abi::MAP_TCP_SIP, "opening", e))?;
+        let heartbeat = Array::try_from(take(abi::MAP_HEARTBEAT)?)
+            .map_err(|e| map_error(abi::MAP_HEARTBEAT, "opening", e))?;
 
         let prog = program(&mut ebpf)?;
         prog.load().map_err(prog_load_error)?;
 
         Ok(Probe {
             attachments: Vec::new(),
+            pinned: Vec::new(),
+            pin_dir: pin.map(Path::to_path_buf),
+            keep_pins: false,
             config: config_map,
             stats,
             xsks,
             tcp_sip,
+            heartbeat,
             ebpf,
         })
+    }
+
+    /// Leaves the pinned link and maps in place when the probe is dropped: the program stays
+    /// attached (frames to an empty XSKMAP slot are passed, counted `no_socket`) until a
+    /// standby takes over or [`remove_pins`] runs.
+    pub fn keep_pins(&mut self) {
+        self.keep_pins = true;
+    }
+
+    /// Writes `ns` into `xdprec_heartbeat` (an active's sign of life for a standby).
+    pub fn set_heartbeat(&mut self, ns: u64) -> Result<(), ProbeError> {
+        self.heartbeat
+            .set(0, ns, 0)
+            .map_err(|e| map_error(abi::MAP_HEARTBEAT, "bpf(BPF_MAP_UPDATE_ELEM)", e))
     }
 
     /// Replaces the configuration. The program reads it on every frame, so this takes
@@ -426,18 +487,44 @@ impl Probe {
             AttachedMode::Skb => aya::programs::XdpMode::Skb,
         };
         let prog = program(&mut self.ebpf)?;
-        match prog.attach_to_if_index(ifindex, aya_mode) {
-            Ok(link) => {
-                self.attachments.push((iface.to_string(), mode, link));
-                Ok(mode)
-            }
-            Err(e) => Err(attach_error(iface, mode, e)),
-        }
+        let link = match prog.attach_to_if_index(ifindex, aya_mode) {
+            Ok(link) => link,
+            Err(e) => return Err(attach_error(iface, mode, e)),
+        };
+        let Some(dir) = self.pin_dir.clone() else {
+            self.attachments.push((iface.to_string(), mode, link));
+            return Ok(mode);
+        };
+        let path = dir.join(PIN_LINK);
+        let pin_err = |op, message: String| ProbeError::Pin {
+            op,
+            path: path.clone(),
+            message,
+        };
+        // Only a bpf_link (kernel >= 5.9) can be pinned; a netlink attachment could not
+        // outlive the process in a way a standby can see.
+        let owned = prog
+            .take_link(link)
+            .map_err(|e| pin_err("take_link", e.to_string()))?;
+        let fd = FdLink::try_from(owned).map_err(|e| {
+            pin_err(
+                "bpf_link",
+                format!("{e}: the kernel attached XDP without a bpf_link"),
+            )
+        })?;
+        let pinned = fd
+            .pin(&path)
+            .map_err(|e| pin_err("bpf(BPF_OBJ_PIN)", e.to_string()))?;
+        self.pinned.push((iface.to_string(), mode, pinned));
+        Ok(mode)
     }
 
     /// Interfaces this probe is attached to, with their modes.
     pub fn attachments(&self) -> impl Iterator<Item = (&str, AttachedMode)> {
-        self.attachments.iter().map(|(i, m, _)| (i.as_str(), *m))
+        self.attachments
+            .iter()
+            .map(|(i, m, _)| (i.as_str(), *m))
+            .chain(self.pinned.iter().map(|(i, m, _)| (i.as_str(), *m)))
     }
 
     /// Puts the AF_XDP socket `fd` (bound to `queue`) into `xdprec_xsks[queue]`.
@@ -446,44 +533,18 @@ impl Probe {
         queue: u32,
         fd: std::os::fd::RawFd,
     ) -> Result<(), ProbeError> {
-        check_queue(queue)?;
-        self.xsks.set(queue, fd, 0).map_err(|e| {
-            if let MapError::SyscallError(s) = &e {
-                if s.io_error.raw_os_error() == Some(libc::EPERM) {
-                    return ProbeError::Permission {
-                        call: "bpf(BPF_MAP_UPDATE_ELEM)",
-                        source: io::Error::from_raw_os_error(libc::EPERM),
-                    };
-                }
-            }
-            ProbeError::RegisterSocket {
-                queue,
-                source: Box::new(e),
-            }
-        })
+        xsk_set(&mut self.xsks, queue, fd)
     }
 
     /// Empties `xdprec_xsks[queue]`; frames of that queue are then passed (NO_SOCKET).
     /// Removing an empty slot is not an error.
     pub fn unregister_socket(&mut self, queue: u32) -> Result<(), ProbeError> {
-        check_queue(queue)?;
-        match self.xsks.unset(queue) {
-            Ok(()) => Ok(()),
-            Err(MapError::SyscallError(s)) if s.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(())
-            }
-            Err(e) => Err(map_error(abi::MAP_XSKS, "bpf(BPF_MAP_DELETE_ELEM)", e)),
-        }
+        xsk_unset(&mut self.xsks, queue)
     }
 
     /// Counters summed over CPUs.
     pub fn counters(&self) -> Result<Counters, ProbeError> {
-        let mut sum = [0u64; COUNTER_MAX as usize];
-        for (i, slot) in sum.iter_mut().enumerate() {
-            let values = self.counter_values(i as u32)?;
-            *slot = values.iter().fold(0u64, |a, v| a.wrapping_add(*v));
-        }
-        Ok(sum)
+        sum_counters(&self.stats)
     }
 
     /// Counters of each possible CPU.
@@ -677,6 +738,31 @@ impl Probe {
 
 impl Drop for Probe {
     fn drop(&mut self) {
+        let pinned = std::mem::take(&mut self.pinned);
+        if let Some(dir) = &self.pin_dir {
+            if self.keep_pins {
+                if !pinned.is_empty() {
+                    log::info!(
+                        "xdprec_probe stays attached (pinned under {}) for a standby",
+                        dir.display()
+                    );
+                }
+            } else {
+                for (iface, mode, link) in pinned {
+                    // Unpinning drops the last reference once our fd closes: detached.
+                    match link.unpin() {
+                        Ok(fd) => {
+                            drop(fd);
+                            log::info!("xdprec_probe detached from {iface} ({mode} mode)");
+                        }
+                        Err(e) => log::warn!("unpinning the probe link of {iface}: {e}"),
+                    }
+                }
+                if let Err(e) = remove_pins(dir) {
+                    log::warn!("{e}");
+                }
+            }
+        }
         let attachments = std::mem::take(&mut self.attachments);
         if attachments.is_empty() {
             return;
@@ -688,6 +774,224 @@ impl Drop for Probe {
                     // The interface may be gone already, which detaches the program too.
                     Err(e) => log::warn!("detaching xdprec_probe from {iface} failed: {e}"),
                 }
+            }
+        }
+    }
+}
+
+fn xsk_set(xsks: &mut XskMap<MapData>, queue: u32, fd: std::os::fd::RawFd) -> Result<(), ProbeError> {
+    check_queue(queue)?;
+    xsks.set(queue, fd, 0).map_err(|e| {
+        if let MapError::SyscallError(s) = &e {
+            if s.io_error.raw_os_error() == Some(libc::EPERM) {
+                return ProbeError::Permission {
+                    call: "bpf(BPF_MAP_UPDATE_ELEM)",
+                    source: io::Error::from_raw_os_error(libc::EPERM),
+                };
+            }
+        }
+        ProbeError::RegisterSocket {
+            queue,
+            source: Box::new(e),
+        }
+    })
+}
+
+fn xsk_unset(xsks: &mut XskMap<MapData>, queue: u32) -> Result<(), ProbeError> {
+    check_queue(queue)?;
+    match xsks.unset(queue) {
+        Ok(()) => Ok(()),
+        Err(MapError::SyscallError(s)) if s.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(map_error(abi::MAP_XSKS, "bpf(BPF_MAP_DELETE_ELEM)", e)),
+    }
+}
+
+fn sum_counters(stats: &PerCpuArray<MapData, u64>) -> Result<Counters, ProbeError> {
+    let mut sum = [0u64; COUNTER_MAX as usize];
+    for (i, slot) in sum.iter_mut().enumerate() {
+        let values = stats
+            .get(&(i as u32), 0)
+            .map_err(|e| map_error(abi::MAP_STATS, "bpf(BPF_MAP_LOOKUP_ELEM)", e))?;
+        *slot = values.iter().fold(0u64, |a, v| a.wrapping_add(*v));
+    }
+    Ok(sum)
+}
+
+/// File name of the pinned link inside a pin directory.
+pub const PIN_LINK: &str = "link";
+
+/// Maps pinned by [`Probe::load_pinned`], by file name.
+pub const PINNED_MAPS: [&str; 5] = [
+    abi::MAP_CONFIG,
+    abi::MAP_STATS,
+    abi::MAP_XSKS,
+    abi::MAP_TCP_SIP,
+    abi::MAP_HEARTBEAT,
+];
+
+/// The pin directory of `iface`: `BPFFS/xdprec/IFACE` (the interface name is checked: no
+/// `/`, not `.` or `..`, at most 15 bytes).
+pub fn pin_dir(bpffs: &Path, iface: &str) -> Result<PathBuf, ProbeError> {
+    if iface.is_empty() || iface.len() > 15 || iface.contains('/') || iface.starts_with('.') {
+        return Err(ProbeError::NoSuchInterface {
+            iface: iface.to_string(),
+            call: "pin directory name",
+        });
+    }
+    Ok(bpffs.join("xdprec").join(iface))
+}
+
+/// Makes sure `root` is a BPF file system, mounting one there when it is not (creating the
+/// directory if needed).
+pub fn ensure_bpffs(root: &Path) -> Result<(), ProbeError> {
+    let err = |op, e: io::Error| ProbeError::Pin {
+        op,
+        path: root.to_path_buf(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(root).map_err(|e| err("mkdir", e))?;
+    if sys::is_bpffs(root).map_err(|e| err("statfs", e))? {
+        return Ok(());
+    }
+    sys::mount_bpffs(root).map_err(|e| err("mount -t bpf", e))?;
+    log::info!("mounted a BPF file system on {}", root.display());
+    Ok(())
+}
+
+/// True when `dir` holds a pinned probe link (the program is attached through it).
+pub fn pinned_link_exists(dir: &Path) -> bool {
+    PinnedLink::from_pin(dir.join(PIN_LINK)).is_ok()
+}
+
+/// Removes a pin directory: the link (which detaches the program once no process holds it)
+/// and the maps. Returns whether a link was there. Missing files are not an error.
+pub fn remove_pins(dir: &Path) -> Result<bool, ProbeError> {
+    let err = |op, path: PathBuf, e: io::Error| ProbeError::Pin {
+        op,
+        path,
+        message: e.to_string(),
+    };
+    let link_path = dir.join(PIN_LINK);
+    let mut had_link = false;
+    if let Ok(l) = PinnedLink::from_pin(&link_path) {
+        had_link = true;
+        l.unpin()
+            .map_err(|e| err("unlink", link_path.clone(), e))?;
+    } else if link_path.exists() {
+        std::fs::remove_file(&link_path).map_err(|e| err("unlink", link_path.clone(), e))?;
+    }
+    for m in PINNED_MAPS {
+        let p = dir.join(m);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err("unlink", p, e)),
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err("rmdir", dir.to_path_buf(), e)),
+    }
+    Ok(had_link)
+}
+
+/// The maps of a probe another process pinned ([`Probe::load_pinned`]): what a standby
+/// needs to put its sockets in, read the counters and watch the heartbeat. The program and
+/// its attachment belong to the pinned link, not to this handle.
+pub struct PinnedProbe {
+    dir: PathBuf,
+    stats: PerCpuArray<MapData, u64>,
+    xsks: XskMap<MapData>,
+    heartbeat: Array<MapData, u64>,
+    remove_on_drop: bool,
+}
+
+impl fmt::Debug for PinnedProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PinnedProbe")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PinnedProbe {
+    /// Opens the maps pinned under `dir`.
+    pub fn open(dir: &Path) -> Result<PinnedProbe, ProbeError> {
+        fn open_map(dir: &Path, name: &'static str) -> Result<aya::maps::Map, ProbeError> {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path).map_err(|e| ProbeError::Pin {
+                op: "bpf(BPF_OBJ_GET)",
+                path: path.clone(),
+                message: format!("{e}: is the active capture running with --ha?"),
+            })?;
+            aya::maps::Map::from_map_data(data).map_err(|e| map_error(name, "opening", e))
+        }
+        let stats = PerCpuArray::try_from(open_map(dir, abi::MAP_STATS)?)
+            .map_err(|e| map_error(abi::MAP_STATS, "opening", e))?;
+        let xsks = XskMap::try_from(open_map(dir, abi::MAP_XSKS)?)
+            .map_err(|e| map_error(abi::MAP_XSKS, "opening", e))?;
+        let heartbeat = Array::try_from(open_map(dir, abi::MAP_HEARTBEAT)?)
+            .map_err(|e| map_error(abi::MAP_HEARTBEAT, "opening", e))?;
+        Ok(PinnedProbe {
+            dir: dir.to_path_buf(),
+            stats,
+            xsks,
+            heartbeat,
+            remove_on_drop: false,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes the pins (detaching the program) when dropped: set by a standby that took
+    /// over and now stops with no standby behind it.
+    pub fn set_remove_on_drop(&mut self, yes: bool) {
+        self.remove_on_drop = yes;
+    }
+
+    /// See [`Probe::register_socket`].
+    pub fn register_socket(
+        &mut self,
+        queue: u32,
+        fd: std::os::fd::RawFd,
+    ) -> Result<(), ProbeError> {
+        xsk_set(&mut self.xsks, queue, fd)
+    }
+
+    /// See [`Probe::unregister_socket`].
+    pub fn unregister_socket(&mut self, queue: u32) -> Result<(), ProbeError> {
+        xsk_unset(&mut self.xsks, queue)
+    }
+
+    /// Counters summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, ProbeError> {
+        sum_counters(&self.stats)
+    }
+
+    /// The last heartbeat the active wrote (0: none yet).
+    pub fn heartbeat(&self) -> Result<u64, ProbeError> {
+        self.heartbeat
+            .get(&0, 0)
+            .map_err(|e| map_error(abi::MAP_HEARTBEAT, "bpf(BPF_MAP_LOOKUP_ELEM)", e))
+    }
+
+    /// Writes the heartbeat (a standby that took over is the active now).
+    pub fn set_heartbeat(&mut self, ns: u64) -> Result<(), ProbeError> {
+        self.heartbeat
+            .set(0, ns, 0)
+            .map_err(|e| map_error(abi::MAP_HEARTBEAT, "bpf(BPF_MAP_UPDATE_ELEM)", e))
+    }
+}
+
+impl Drop for PinnedProbe {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            match remove_pins(&self.dir) {
+                Ok(_) => log::info!("xdprec_probe unpinned and detached ({})", self.dir.display()),
+                Err(e) => log::warn!("{e}"),
             }
         }
     }

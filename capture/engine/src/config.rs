@@ -27,6 +27,11 @@
 //! reasm_frags_max = 64
 //! reasm_bytes_max = 8388608
 //! reasm_timeout_ms = 5000
+//! dedup_window_ms = 50      # 0: no deduplication (see xdprec_capture::dedup)
+//! dedup_entries = 1048576   # shared table, 8 bytes an entry
+//! bpffs = "/sys/fs/bpf"     # where --ha / --standby pin the probe (see xdprec_capture::ha)
+//! run_dir = "/run/xdprec"   # lock files of --ha / --standby
+//! heartbeat_timeout_ms = 1000
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -153,6 +158,31 @@ pub struct CaptureConfig {
     pub streams_max: u32,
     pub compress_sealed: bool,
     pub reasm: ReasmLimits,
+    /// Deduplication window; 0 disables deduplication.
+    pub dedup_window_ns: u64,
+    /// Entries of the shared deduplication table (a power of two).
+    pub dedup_entries: u32,
+    /// Hot-standby role (`crate::ha`).
+    pub ha: HaRole,
+    /// Root of the BPF file system the probe is pinned under (`BPFFS/xdprec/IFACE/`).
+    pub bpffs: PathBuf,
+    /// Directory of the active/standby lock files.
+    pub run_dir: PathBuf,
+    /// A standby takes over from an active whose heartbeat is older than this; 0: only when
+    /// the active process is gone.
+    pub heartbeat_timeout_ns: u64,
+}
+
+/// Role in a hot-standby pair on one appliance (`crate::ha`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HaRole {
+    /// Plain capture: nothing pinned; the probe goes with the process.
+    #[default]
+    Off,
+    /// Active that a standby can take over from (`--ha`): probe pinned, lock held, heartbeat.
+    Active,
+    /// Standby (`--standby`): waits for the active to die, then takes its queues over.
+    Standby,
 }
 
 impl Default for CaptureConfig {
@@ -175,6 +205,12 @@ impl Default for CaptureConfig {
             streams_max: 65536,
             compress_sealed: false,
             reasm: ReasmLimits::default(),
+            dedup_window_ns: 50_000_000,
+            dedup_entries: 1 << 20,
+            ha: HaRole::Off,
+            bpffs: PathBuf::from("/sys/fs/bpf"),
+            run_dir: PathBuf::from("/run/xdprec"),
+            heartbeat_timeout_ns: 1_000_000_000,
         }
     }
 }
@@ -211,6 +247,11 @@ pub struct FileConfig {
     pub reasm_frags_max: Option<usize>,
     pub reasm_bytes_max: Option<usize>,
     pub reasm_timeout_ms: Option<u64>,
+    pub dedup_window_ms: Option<u64>,
+    pub dedup_entries: Option<u32>,
+    pub bpffs: Option<PathBuf>,
+    pub run_dir: Option<PathBuf>,
+    pub heartbeat_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +306,12 @@ pub struct FlagValues {
     pub ring_size: Option<u32>,
     pub frame_size: Option<u32>,
     pub batch_size: Option<usize>,
+    pub dedup_window_ms: Option<u64>,
+    pub dedup_entries: Option<u32>,
+    pub ha: HaRole,
+    pub bpffs: Option<PathBuf>,
+    pub run_dir: Option<PathBuf>,
+    pub heartbeat_timeout_ms: Option<u64>,
 }
 
 fn to_u32s(v: Vec<u64>, what: &'static str) -> Result<Vec<u32>, ConfigError> {
@@ -357,6 +404,21 @@ impl CaptureConfig {
             if let Some(v) = f.reasm_timeout_ms {
                 c.reasm.timeout_ns = v.saturating_mul(1_000_000);
             }
+            if let Some(v) = f.dedup_window_ms {
+                c.dedup_window_ns = v.saturating_mul(1_000_000);
+            }
+            if let Some(v) = f.dedup_entries {
+                c.dedup_entries = v;
+            }
+            if let Some(v) = &f.bpffs {
+                c.bpffs = v.clone();
+            }
+            if let Some(v) = &f.run_dir {
+                c.run_dir = v.clone();
+            }
+            if let Some(v) = f.heartbeat_timeout_ms {
+                c.heartbeat_timeout_ns = v.saturating_mul(1_000_000);
+            }
         }
         if !flags.ifaces.is_empty() {
             c.ifaces = flags.ifaces.clone();
@@ -401,6 +463,22 @@ impl CaptureConfig {
         }
         if let Some(v) = flags.batch_size {
             c.batch_size = v;
+        }
+        if let Some(v) = flags.dedup_window_ms {
+            c.dedup_window_ns = v.saturating_mul(1_000_000);
+        }
+        if let Some(v) = flags.dedup_entries {
+            c.dedup_entries = v;
+        }
+        c.ha = flags.ha;
+        if let Some(v) = &flags.bpffs {
+            c.bpffs = v.clone();
+        }
+        if let Some(v) = &flags.run_dir {
+            c.run_dir = v.clone();
+        }
+        if let Some(v) = flags.heartbeat_timeout_ms {
+            c.heartbeat_timeout_ns = v.saturating_mul(1_000_000);
         }
         c.validate()?;
         Ok(c)
@@ -482,6 +560,22 @@ impl CaptureConfig {
         if r.timeout_ns == 0 {
             return Err(invalid("reasm_timeout_ms", "must be at least 1"));
         }
+        if self.dedup_window_ns > 10_000_000_000 {
+            return Err(invalid(
+                "--dedup-window-ms",
+                "must be at most 10000 (0 turns deduplication off)",
+            ));
+        }
+        if !self.dedup_entries.is_power_of_two() || !(1024..=1 << 28).contains(&self.dedup_entries)
+        {
+            return Err(invalid(
+                "--dedup-entries",
+                format!(
+                    "{} must be a power of two in 1024..=268435456",
+                    self.dedup_entries
+                ),
+            ));
+        }
         for i in &self.ifaces {
             if i.is_empty() || i.len() > 15 || i.contains('/') || i.starts_with('.') {
                 return Err(invalid(
@@ -497,6 +591,16 @@ impl CaptureConfig {
             return Err(invalid("--iface", "an interface is given twice"));
         }
         Ok(())
+    }
+
+    /// The shared deduplication table these settings ask for (`None`: deduplication off).
+    pub fn dedup_table(&self) -> Option<std::sync::Arc<crate::dedup::DedupTable>> {
+        (self.dedup_window_ns > 0).then(|| {
+            std::sync::Arc::new(crate::dedup::DedupTable::new(
+                self.dedup_entries as usize,
+                self.dedup_window_ns,
+            ))
+        })
     }
 
     /// The probe configuration these settings ask for.
@@ -710,6 +814,18 @@ mod tests {
         let mut f = flags();
         f.recorder = Some("../etc".into());
         assert!(CaptureConfig::from_sources(&f, None).is_err());
+        let mut f = flags();
+        f.dedup_entries = Some(1000);
+        assert!(CaptureConfig::from_sources(&f, None).is_err());
+        let mut f = flags();
+        f.dedup_window_ms = Some(20_000);
+        assert!(CaptureConfig::from_sources(&f, None).is_err());
+        let mut f = flags();
+        f.dedup_window_ms = Some(0);
+        assert!(CaptureConfig::from_sources(&f, None)
+            .unwrap()
+            .dedup_table()
+            .is_none());
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! timestamps. Frames that carry no IP are counted as `class_other`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use xdprec_classify::{Classifier, ProbeConfig};
 use xdprec_pcapio::{to_ethernet, LinkType, PcapReader};
 
 use crate::config::ReasmLimits;
+use crate::dedup::DedupTable;
 use crate::pipeline::{Pipeline, ProbeClassifier, RecordSink};
 use crate::stats::{Counters, Field};
 
@@ -40,7 +42,7 @@ impl ImportSummary {
         let g = |f| self.counters.get(f);
         format!(
             "{} frames: sip {} rtp {} rtcp {} frag {} other {} (not IP {}); written {} \
-             (reassembled datagrams {}), disk full {}, write errors {}",
+             (reassembled datagrams {}), duplicates dropped {}, disk full {}, write errors {}",
             g(Field::RxPackets),
             g(Field::ClassSip),
             g(Field::ClassRtp),
@@ -50,22 +52,37 @@ impl ImportSummary {
             self.not_ip,
             g(Field::Written),
             g(Field::Reassembled),
+            g(Field::DupDropped),
             g(Field::DiskFull),
             g(Field::WriteErrors),
         )
     }
 }
 
-/// Imports `path` into `sink`. Returns the summary and the sink (sealed).
+/// Imports `path` into `sink` without deduplication. Returns the summary and the sink
+/// (sealed).
 pub fn import_pcap<S: RecordSink>(
     path: &Path,
     sink: S,
     probe: ProbeConfig,
     limits: ReasmLimits,
 ) -> Result<(ImportSummary, S), ImportError> {
+    import_pcap_dedup(path, sink, probe, limits, None)
+}
+
+/// [`import_pcap`], dropping copies of a packet within the window of `dedup` (by pcap time;
+/// counted `dup_dropped`).
+pub fn import_pcap_dedup<S: RecordSink>(
+    path: &Path,
+    sink: S,
+    probe: ProbeConfig,
+    limits: ReasmLimits,
+    dedup: Option<Arc<DedupTable>>,
+) -> Result<(ImportSummary, S), ImportError> {
     let mut reader = PcapReader::open(path)?;
     let classifier = ProbeClassifier::new(Classifier::new(probe));
-    let mut pipe = Pipeline::new(classifier, sink, limits, path.display().to_string());
+    let mut pipe =
+        Pipeline::new(classifier, sink, limits, path.display().to_string()).with_dedup(dedup);
     let mut eth = Vec::with_capacity(64 * 1024);
     let mut not_ip = 0u64;
     let mut last_ts = 0u64;

@@ -36,6 +36,8 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod dedup;
+pub mod ha;
 pub mod import;
 pub mod live;
 pub mod pipeline;
@@ -44,10 +46,11 @@ pub mod sink;
 pub mod stats;
 mod sys;
 
-pub use config::{CaptureConfig, ConfigError, FlagValues, QueuePlan, ReasmLimits, XdpModeSel};
+pub use dedup::{DedupTable, DedupVerdict};
+pub use config::{HaRole, CaptureConfig, ConfigError, FlagValues, QueuePlan, ReasmLimits, XdpModeSel};
 pub use pipeline::{
     FrameClassifier, KeyParts, Pipeline, ProbeClassifier, Rec, RecordSink, RtpParts, SinkGauges,
     SinkResult, Verdict,
 };
 pub use stats::{CoreStats, Counters, Field, Snapshot, StatsFile, StatsIdentity, StatsReader};
-pub use sys::{XskError, XskQueue};
+pub use sys::{XskError, XskQueue, XskUmem};

@@ -11,6 +11,9 @@
 //! each thread drains its rx ring, seals its segment and exits; the last snapshot is
 //! published and the probe detached.
 //!
+//! Hot standby (`--ha` / `--standby`): see [`crate::ha`]. An `--ha` active loads the probe
+//! pinned and writes its heartbeat every 10 ms from the control thread.
+//!
 //! Data path per thread: `consume` up to `batch_size` descriptors, process each frame in place
 //! in the UMEM (classify, append: one copy, into the segment mapping), return the frames to
 //! the fill ring in one `produce`, wake the kernel only when it asks (`XDP_USE_NEED_WAKEUP`).
@@ -25,12 +28,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use xdprec_classify::Classifier;
-use xdprec_probe::{Probe, ProbeError, XdpMode};
+use xdprec_probe::{PinnedProbe, Probe, ProbeError, XdpMode};
 
-use crate::config::{CaptureConfig, ConfigError, QueuePlan, XdpModeSel};
+use crate::dedup::DedupTable;
+use crate::config::{CaptureConfig, ConfigError, HaRole, QueuePlan, XdpModeSel};
+use crate::ha::{self, HaError};
 use crate::pipeline::{Pipeline, ProbeClassifier, RecordSink};
 use crate::stats::{CoreStats, Counters, Field, StatsError, StatsFile, StatsIdentity};
-use crate::sys::{XskError, XskQueue};
+use crate::sys::{XskError, XskQueue, XskUmem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -54,6 +59,8 @@ pub enum CaptureError {
     },
     #[error(transparent)]
     Stats(#[from] StatsError),
+    #[error(transparent)]
+    Ha(#[from] HaError),
     #[error("capture thread {name}: {message}")]
     Thread { name: String, message: String },
 }
@@ -93,7 +100,128 @@ fn probe_mode(m: XdpModeSel) -> XdpMode {
     }
 }
 
+/// The probe of one interface: loaded by this process, or pinned by a predecessor that
+/// this standby took over from.
+enum ProbeHandle {
+    Own(Probe),
+    Pinned(PinnedProbe),
+}
+
+impl ProbeHandle {
+    fn register_socket(&mut self, queue: u32, fd: i32) -> Result<(), ProbeError> {
+        match self {
+            ProbeHandle::Own(p) => p.register_socket(queue, fd),
+            ProbeHandle::Pinned(p) => p.register_socket(queue, fd),
+        }
+    }
+    fn unregister_socket(&mut self, queue: u32) -> Result<(), ProbeError> {
+        match self {
+            ProbeHandle::Own(p) => p.unregister_socket(queue),
+            ProbeHandle::Pinned(p) => p.unregister_socket(queue),
+        }
+    }
+    fn counters(&self) -> Result<xdprec_probe::Counters, ProbeError> {
+        match self {
+            ProbeHandle::Own(p) => p.counters(),
+            ProbeHandle::Pinned(p) => p.counters(),
+        }
+    }
+    fn set_heartbeat(&mut self, ns: u64) -> Result<(), ProbeError> {
+        match self {
+            ProbeHandle::Own(p) => p.set_heartbeat(ns),
+            ProbeHandle::Pinned(p) => p.set_heartbeat(ns),
+        }
+    }
+    /// Leave the pinned probe attached (`keep`) or remove it when dropped.
+    fn keep_pins(&mut self, keep: bool) {
+        match self {
+            ProbeHandle::Own(p) => {
+                if keep {
+                    p.keep_pins()
+                }
+            }
+            ProbeHandle::Pinned(p) => p.set_remove_on_drop(!keep),
+        }
+    }
+}
+
+fn probe_err(iface: &str) -> impl FnOnce(ProbeError) -> CaptureError + '_ {
+    move |source| CaptureError::Probe {
+        iface: iface.to_string(),
+        source,
+    }
+}
+
+/// Loads the probe of `iface`; pinned (after clearing a crashed run's pins) for `--ha`.
+fn load_probe(
+    cfg: &CaptureConfig,
+    iface: &str,
+    probe_cfg: &xdprec_classify::ProbeConfig,
+) -> Result<Probe, CaptureError> {
+    if cfg.ha == HaRole::Off {
+        return Probe::load(probe_cfg).map_err(probe_err(iface));
+    }
+    xdprec_probe::ensure_bpffs(&cfg.bpffs).map_err(probe_err(iface))?;
+    let dir = xdprec_probe::pin_dir(&cfg.bpffs, iface).map_err(probe_err(iface))?;
+    if dir.exists() {
+        // We hold the active lock: nobody else captures on this interface.
+        let had_link = xdprec_probe::remove_pins(&dir).map_err(probe_err(iface))?;
+        log::warn!(
+            "{iface}: removed stale probe pins of a crashed capture in {}{}",
+            dir.display(),
+            if had_link {
+                " (its program was still attached: detached)"
+            } else {
+                ""
+            }
+        );
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| CaptureError::Store {
+        path: dir.clone(),
+        op: "mkdir (pin directory)",
+        source,
+    })?;
+    Probe::load_pinned(probe_cfg, &dir).map_err(probe_err(iface))
+}
+
+/// Opens the socket of a queue; after a takeover, retries while the dead predecessor's
+/// socket still holds the queue (EBUSY), up to `busy_wait`.
+fn open_xsk(
+    cfg: &CaptureConfig,
+    qp: &QueuePlan,
+    busy_wait: Duration,
+) -> Result<XskQueue, CaptureError> {
+    let started = Instant::now();
+    let deadline = started + busy_wait;
+    let mut busy = 0u32;
+    loop {
+        let t = Instant::now();
+        match XskQueue::open(&qp.iface, qp.queue, cfg.ring_size, cfg.frame_size) {
+            Err(XskError::Busy { .. }) if Instant::now() < deadline => {
+                busy += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            r => {
+                if !busy_wait.is_zero() {
+                    log::info!(
+                        "{} q{}: socket bound after {:.1} ms ({busy} EBUSY retries; last open {:.1} ms)",
+                        qp.iface,
+                        qp.queue,
+                        started.elapsed().as_secs_f64() * 1e3,
+                        t.elapsed().as_secs_f64() * 1e3
+                    );
+                }
+                return Ok(r?);
+            }
+        }
+    }
+}
+
 /// Runs a live capture until `stop` is set. `make_sink` opens the writer of one queue.
+///
+/// With `cfg.ha` = [`HaRole::Standby`] it first waits for the active capture to go away
+/// (returning an empty summary if `stop` comes first), then takes its queues over
+/// ([`crate::ha`]).
 pub fn run_live<S, F>(
     cfg: &CaptureConfig,
     stop: &AtomicBool,
@@ -110,19 +238,144 @@ where
         source,
     })?;
     let probe_cfg = cfg.probe_config();
-    let mut probes: Vec<(String, Probe)> = Vec::new();
+    let dedup = cfg.dedup_table();
+    if let Some(t) = &dedup {
+        log::info!(
+            "deduplication: {} ms window, {} entries ({} MiB)",
+            t.window_ns() / 1_000_000,
+            t.entries(),
+            t.bytes() >> 20
+        );
+    }
+    // Held until the very end: released when this process is gone or done.
+    let mut active_locks = Vec::new();
+    let mut pre_sinks: Vec<Option<S>> = Vec::new();
+    let mut pre_umems: Vec<Option<XskUmem>> = Vec::new();
+    let mut probes: Vec<(String, ProbeHandle)> = Vec::new();
+    let mut took_over_at = None;
+    match cfg.ha {
+        HaRole::Off => {}
+        HaRole::Active => active_locks = ha::take_active_locks(cfg)?,
+        HaRole::Standby => {
+            let standby_locks = ha::take_standby_locks(cfg)?;
+            for qp in &plan {
+                pre_sinks.push(Some(make_sink(qp).map_err(|message| CaptureError::Sink {
+                    iface: qp.iface.clone(),
+                    queue: qp.queue,
+                    message,
+                })?));
+                pre_umems.push(Some(XskUmem::new(
+                    &qp.iface,
+                    qp.queue,
+                    cfg.ring_size,
+                    cfg.frame_size,
+                )?));
+            }
+            xdprec_probe::ensure_bpffs(&cfg.bpffs).map_err(probe_err(&cfg.ifaces[0]))?;
+            let mut dirs = Vec::new();
+            for iface in &cfg.ifaces {
+                dirs.push(xdprec_probe::pin_dir(&cfg.bpffs, iface).map_err(probe_err(iface))?);
+            }
+            let watch_dir = dirs[0].clone();
+            // Opened while waiting (retried until the active has pinned them), so the
+            // takeover does not pay for it.
+            let mut pinned: Vec<Option<PinnedProbe>> = cfg.ifaces.iter().map(|_| None).collect();
+            let mut next_open = Instant::now();
+            log::info!(
+                "standby: waiting for the active capture on {} to stop (locks in {}, probe pins in {})",
+                cfg.ifaces.join(","),
+                cfg.run_dir.display(),
+                watch_dir.display()
+            );
+            let outcome = ha::wait_for_takeover(cfg, stop, || {
+                if pinned.iter().any(Option::is_none) && Instant::now() >= next_open {
+                    next_open = Instant::now() + Duration::from_millis(500);
+                    for (p, d) in pinned.iter_mut().zip(&dirs) {
+                        if p.is_none() {
+                            *p = PinnedProbe::open(d).ok();
+                        }
+                    }
+                }
+                pinned[0]
+                    .as_ref()
+                    .and_then(|w| w.heartbeat().ok())
+                    .unwrap_or(0)
+            })?;
+            match outcome {
+                ha::WaitOutcome::Stopped => {
+                    log::info!("standby stopped before any takeover");
+                    for s in pre_sinks.iter_mut().filter_map(Option::take) {
+                        drop(s);
+                    }
+                    return Ok(LiveSummary::default());
+                }
+                ha::WaitOutcome::TookOver { locks, at } => {
+                    active_locks = locks;
+                    took_over_at = Some(at);
+                    log::warn!("standby: the active capture is gone; taking over");
+                }
+            }
+            for ((iface, dir), pre) in cfg.ifaces.iter().zip(&dirs).zip(pinned) {
+                if xdprec_probe::pinned_link_exists(dir) {
+                    let p = match pre {
+                        Some(p) => p,
+                        None => PinnedProbe::open(dir).map_err(probe_err(iface))?,
+                    };
+                    probes.push((iface.clone(), ProbeHandle::Pinned(p)));
+                } else {
+                    log::warn!(
+                        "{iface}: no pinned probe in {}: loading and attaching a new one",
+                        dir.display()
+                    );
+                }
+            }
+            // A later standby may wait behind us from now on.
+            drop(standby_locks);
+        }
+    }
     for iface in &cfg.ifaces {
-        let p = Probe::load(&probe_cfg).map_err(|source| CaptureError::Probe {
-            iface: iface.clone(),
-            source,
-        })?;
-        probes.push((iface.clone(), p));
+        if probes.iter().any(|(i, _)| i == iface) {
+            continue;
+        }
+        let p = load_probe(cfg, iface, &probe_cfg)?;
+        probes.push((iface.clone(), ProbeHandle::Own(p)));
     }
     let drain = Arc::new(AtomicBool::new(false));
+    let busy_wait = if took_over_at.is_some() {
+        Duration::from_secs(5)
+    } else {
+        Duration::ZERO
+    };
+    if let Some(at) = took_over_at {
+        log::info!(
+            "takeover: probes opened {:.1} ms after the lock",
+            at.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let mut workers: Vec<Worker> = Vec::new();
     let mut start_err = None;
-    for qp in &plan {
-        match start_worker(cfg, qp, &probe_cfg, &mut probes, &mut make_sink, &drain) {
+    for (i, qp) in plan.iter().enumerate() {
+        let pre = pre_sinks.get_mut(i).and_then(Option::take);
+        let xsk = match pre_umems.get_mut(i).and_then(Option::take) {
+            Some(u) => match XskQueue::bind(u, &qp.iface, qp.queue) {
+                // The dead active's socket still holds the queue: retry with new UMEMs.
+                Err(XskError::Busy { .. }) => open_xsk(cfg, qp, busy_wait),
+                r => r.map_err(CaptureError::from),
+            },
+            None => open_xsk(cfg, qp, busy_wait),
+        };
+        let r = xsk.and_then(|xsk| {
+            let sink = match pre {
+                Some(s) => s,
+                None => make_sink(qp).map_err(|message| CaptureError::Sink {
+                    iface: qp.iface.clone(),
+                    queue: qp.queue,
+                    message,
+                })?,
+            };
+            start_worker(cfg, qp, xsk, sink, &probe_cfg, &mut probes, &drain, &dedup)
+        });
+        match r {
             Ok(w) => workers.push(w),
             Err(e) => {
                 start_err = Some(e);
@@ -130,8 +383,17 @@ where
             }
         }
     }
+    if let (Some(at), None) = (took_over_at, &start_err) {
+        let ms = at.elapsed().as_secs_f64() * 1e3;
+        log::warn!(
+            "standby took over {} queue(s) on {} in {ms:.1} ms (lock released -> last socket in the XSKMAP)",
+            workers.len(),
+            cfg.ifaces.join(",")
+        );
+    }
     if start_err.is_none() {
         for (iface, p) in probes.iter_mut() {
+            let ProbeHandle::Own(p) = p else { continue };
             match p.attach(iface, probe_mode(cfg.xdp_mode)) {
                 Ok(m) => log::info!("capturing on {iface} ({m} mode)"),
                 Err(source) => {
@@ -144,6 +406,7 @@ where
             }
         }
     }
+    let pinned_mode = cfg.ha != HaRole::Off;
     let mut run_err = start_err;
     if run_err.is_none() {
         log::info!(
@@ -153,7 +416,15 @@ where
         );
         let mut next = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
+            if pinned_mode {
+                let now = wall_ns();
+                for (iface, p) in probes.iter_mut() {
+                    if let Err(e) = p.set_heartbeat(now) {
+                        log::warn!("heartbeat of {iface}: {e}");
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
             if Instant::now() >= next {
                 next += Duration::from_secs(1);
                 publish_all(&mut workers, &probes);
@@ -170,6 +441,15 @@ where
             }
         }
         log::info!("stopping: draining rings and sealing segments");
+    }
+    if pinned_mode {
+        let keep = ha::standby_waiting(cfg);
+        if keep {
+            log::info!("a standby is waiting: leaving the probe attached for it");
+        }
+        for (_, p) in probes.iter_mut() {
+            p.keep_pins(keep);
+        }
     }
     // Shutdown: no new frames to the sockets, then drain, seal, join.
     for (iface, p) in probes.iter_mut() {
@@ -205,6 +485,7 @@ where
         w.file.flush();
     }
     drop(probes);
+    drop(active_locks);
     match run_err {
         Some(e) => Err(e),
         None => Ok(summary),
@@ -215,7 +496,7 @@ fn thread_name(p: &QueuePlan) -> String {
     format!("{} q{}", p.iface, p.queue)
 }
 
-fn publish_all(workers: &mut [Worker], probes: &[(String, Probe)]) {
+fn publish_all(workers: &mut [Worker], probes: &[(String, ProbeHandle)]) {
     let now = wall_ns();
     for (iface, p) in probes {
         let counters = p.counters().unwrap_or_else(|e| {
@@ -230,24 +511,20 @@ fn publish_all(workers: &mut [Worker], probes: &[(String, Probe)]) {
     }
 }
 
-fn start_worker<S, F>(
+#[allow(clippy::too_many_arguments)]
+fn start_worker<S>(
     cfg: &CaptureConfig,
     qp: &QueuePlan,
+    mut xsk: XskQueue,
+    sink: S,
     probe_cfg: &xdprec_classify::ProbeConfig,
-    probes: &mut [(String, Probe)],
-    make_sink: &mut F,
+    probes: &mut [(String, ProbeHandle)],
     drain: &Arc<AtomicBool>,
+    dedup: &Option<Arc<DedupTable>>,
 ) -> Result<Worker, CaptureError>
 where
     S: RecordSink + Send + 'static,
-    F: FnMut(&QueuePlan) -> Result<S, String>,
 {
-    let mut xsk = XskQueue::open(&qp.iface, qp.queue, cfg.ring_size, cfg.frame_size)?;
-    let sink = make_sink(qp).map_err(|message| CaptureError::Sink {
-        iface: qp.iface.clone(),
-        queue: qp.queue,
-        message,
-    })?;
     let probe = probes
         .iter_mut()
         .find(|(i, _)| i == &qp.iface)
@@ -272,6 +549,7 @@ where
     let stats = Arc::new(CoreStats::default());
     let thread_stats = Arc::clone(&stats);
     let drain = Arc::clone(drain);
+    let dedup = dedup.clone();
     let classifier = ProbeClassifier::new(Classifier::new(*probe_cfg));
     let limits = cfg.reasm;
     let batch = cfg.batch_size;
@@ -286,7 +564,8 @@ where
                     log::warn!("{name}: could not pin to core {c}");
                 }
             }
-            let mut pipe = Pipeline::new(classifier, sink, limits, name.clone());
+            let mut pipe =
+                Pipeline::new(classifier, sink, limits, name.clone()).with_dedup(dedup);
             pipe.set_counter(Field::RingSize, ring);
             let r = capture_loop(&mut xsk, &mut pipe, &thread_stats, &drain, batch);
             let sealed = pipe.finish();

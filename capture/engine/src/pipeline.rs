@@ -3,16 +3,23 @@
 //!
 //! One [`Pipeline`] per thread; nothing in it is shared, locked, allocated or logged per
 //! packet. Counting rule: every frame handed to [`Pipeline::process`] increases `rx_packets`
-//! and ends in exactly one of `written`, `class_other`, `disk_full`, `write_errors`
-//! (synthetic reassembled records are counted in `reassembled` and, when stored, `written`).
+//! and ends in exactly one of `written`, `class_other`, `dup_dropped`, `disk_full`,
+//! `write_errors` (synthetic reassembled records are counted in `reassembled` and, when stored,
+//! `written`). Class counters (`class_sip`, ...) count a frame before deduplication.
+//!
+//! Deduplication ([`crate::dedup`], optional): a captured frame whose inner IP packet was seen
+//! within the window (by any thread sharing the table) is counted `dup_dropped` and neither
+//! stored nor reassembled.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use xdprec_classify::Class;
 
 use crate::config::ReasmLimits;
+use crate::dedup::{fingerprint, DedupTable, DedupVerdict};
 use crate::reasm::{parse_fragment, Push, Reassembler};
 use crate::stats::{CoreStats, Counters, Field};
 
@@ -148,6 +155,7 @@ pub struct Pipeline<C, S> {
     disk_full_logged: u64,
     errors_logged: u64,
     name: String,
+    dedup: Option<Arc<DedupTable>>,
 }
 
 impl<C: FrameClassifier, S: RecordSink> Pipeline<C, S> {
@@ -166,7 +174,14 @@ impl<C: FrameClassifier, S: RecordSink> Pipeline<C, S> {
             disk_full_logged: 0,
             errors_logged: 0,
             name,
+            dedup: None,
         }
+    }
+
+    /// Deduplicates captured frames through `table` (shared with the other threads).
+    pub fn with_dedup(mut self, table: Option<Arc<DedupTable>>) -> Self {
+        self.dedup = table;
+        self
     }
 
     /// Processes one frame: count, classify, append, reassemble.
@@ -187,6 +202,18 @@ impl<C: FrameClassifier, S: RecordSink> Pipeline<C, S> {
             }
         };
         c.add(field, 1);
+        if let Some(t) = &self.dedup {
+            if let Some(fp) = fingerprint(frame, v.l3_offset) {
+                match t.check_insert(fp, ts_ns) {
+                    DedupVerdict::Unique => {}
+                    DedupVerdict::UniqueEvicted => c.add(Field::DedupEvicted, 1),
+                    DedupVerdict::Duplicate => {
+                        c.add(Field::DupDropped, 1);
+                        return;
+                    }
+                }
+            }
+        }
         let rec = Rec {
             ts_ns,
             wire_len,

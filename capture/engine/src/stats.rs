@@ -92,10 +92,12 @@ fields! {
     Truncated = 32, "truncated", "Frames longer than a record can hold (should stay 0).";
     SynthErrors = 33, "synth_errors", "Reassembled datagrams that could not be framed.";
     SegmentsOpened = 34, "segments_opened", "Segments opened.";
+    DupDropped = 35, "dup_dropped", "Frames not stored: a copy of a packet stored within the dedup window (`xdprec_capture::dedup`).";
+    DedupEvicted = 36, "dedup_evicted", "Live dedup entries overwritten because the table was full: each may let one later copy through (raise --dedup-entries).";
 }
 
 /// Engine value slots in use.
-pub const FIELD_COUNT: usize = 35;
+pub const FIELD_COUNT: usize = 37;
 /// First slot of the probe counters.
 pub const PROBE_BASE: usize = 64;
 /// Value slots in the file.
@@ -106,7 +108,7 @@ pub const MAGIC: &[u8; 8] = b"XDPRSTAT";
 pub const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 128;
 
-const _: () = assert!(FIELD_COUNT == Field::SegmentsOpened as usize + 1);
+const _: () = assert!(FIELD_COUNT == Field::DedupEvicted as usize + 1);
 const _: () = assert!(FIELD_COUNT <= PROBE_BASE);
 const _: () = assert!(PROBE_BASE + xdprec_classify::abi::COUNTER_MAX as usize <= SLOTS);
 const _: () = assert!(HEADER_BYTES + SLOTS * 8 <= FILE_BYTES);

@@ -59,8 +59,56 @@ pub enum XskError {
         queue: u32,
         message: String,
     },
+    #[error("{iface} queue {queue}: another AF_XDP socket is bound to this queue (bind: EBUSY): is another capture running on it?")]
+    Busy { iface: String, queue: u32 },
     #[error("{0}")]
     Config(String),
+}
+
+/// A UMEM (frames mapped and registered with the kernel) not yet bound to a queue.
+pub struct XskUmem {
+    umem: Umem,
+    descs: Vec<FrameDesc>,
+    ring_size: u32,
+}
+
+// SAFETY: as for XskQueue: used by one thread at a time; the raw pointers point into mmaps
+// that are valid on any thread.
+unsafe impl Send for XskUmem {}
+
+impl XskUmem {
+    /// `ring_size` frames of `frame_size` bytes, fill ring of `ring_size` entries.
+    pub fn new(
+        iface: &str,
+        queue: u32,
+        ring_size: u32,
+        frame_size: u32,
+    ) -> Result<XskUmem, XskError> {
+        let cfg = |e: String| XskError::Config(e);
+        let qs = QueueSize::new(ring_size).map_err(|e| cfg(e.to_string()))?;
+        let small = QueueSize::new(64).map_err(|e| cfg(e.to_string()))?;
+        let fs = FrameSize::new(frame_size).map_err(|e| cfg(e.to_string()))?;
+        let umem_cfg = UmemConfig::builder()
+            .frame_size(fs)
+            .fill_queue_size(qs)
+            .comp_queue_size(small)
+            .build()
+            .map_err(|e| cfg(e.to_string()))?;
+        let frames =
+            std::num::NonZeroU32::new(ring_size).ok_or_else(|| cfg("ring size 0".into()))?;
+        let (umem, descs) = Umem::new(umem_cfg, frames, false).map_err(|e| XskError::Umem {
+            iface: iface.to_string(),
+            queue,
+            frames: ring_size,
+            frame_size,
+            message: e.to_string(),
+        })?;
+        Ok(XskUmem {
+            umem,
+            descs,
+            ring_size,
+        })
+    }
 }
 
 /// One AF_XDP socket bound to one rx queue, with its own UMEM.
@@ -94,25 +142,21 @@ impl XskQueue {
         ring_size: u32,
         frame_size: u32,
     ) -> Result<XskQueue, XskError> {
+        Self::bind(XskUmem::new(iface, queue, ring_size, frame_size)?, iface, queue)
+    }
+
+    /// Binds a socket on `iface`/`queue` over a UMEM created (and registered) beforehand: a
+    /// standby prepares its UMEMs while it waits. On an error the UMEM is consumed; a caller
+    /// that retries makes a new one.
+    pub fn bind(u: XskUmem, iface: &str, queue: u32) -> Result<XskQueue, XskError> {
         let cfg = |e: String| XskError::Config(e);
+        let XskUmem {
+            umem,
+            descs,
+            ring_size,
+        } = u;
         let qs = QueueSize::new(ring_size).map_err(|e| cfg(e.to_string()))?;
         let small = QueueSize::new(64).map_err(|e| cfg(e.to_string()))?;
-        let fs = FrameSize::new(frame_size).map_err(|e| cfg(e.to_string()))?;
-        let umem_cfg = UmemConfig::builder()
-            .frame_size(fs)
-            .fill_queue_size(qs)
-            .comp_queue_size(small)
-            .build()
-            .map_err(|e| cfg(e.to_string()))?;
-        let frames =
-            std::num::NonZeroU32::new(ring_size).ok_or_else(|| cfg("ring size 0".into()))?;
-        let (umem, descs) = Umem::new(umem_cfg, frames, false).map_err(|e| XskError::Umem {
-            iface: iface.to_string(),
-            queue,
-            frames: ring_size,
-            frame_size,
-            message: e.to_string(),
-        })?;
         let sock_cfg = SocketConfig::builder()
             .rx_queue_size(qs)
             .tx_queue_size(small)
@@ -128,10 +172,21 @@ impl XskQueue {
         // documented by xsk-rs (shared UMEM without INHIBIT_PROG_LOAD) does not apply; we set
         // INHIBIT_PROG_LOAD anyway.
         let (tx, rx, fq_cq) = unsafe { xsk_rs::Socket::new(sock_cfg, &umem, &name, queue) }
-            .map_err(|e| XskError::Socket {
-                iface: iface.to_string(),
-                queue,
-                message: format!("{e} {}", e.source_text()),
+            .map_err(|e| {
+                let errno = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<io::Error>())
+                    .and_then(io::Error::raw_os_error);
+                if errno == Some(libc::EBUSY) {
+                    return XskError::Busy {
+                        iface: iface.to_string(),
+                        queue,
+                    };
+                }
+                XskError::Socket {
+                    iface: iface.to_string(),
+                    queue,
+                    message: format!("{e} {}", e.source_text()),
+                }
             })?;
         let (mut fq, cq) = fq_cq.ok_or_else(|| XskError::Socket {
             iface: iface.to_string(),
@@ -242,4 +297,31 @@ impl<E: std::error::Error> SourceText for E {
     fn source_text(&self) -> String {
         self.source().map(|s| format!("({s})")).unwrap_or_default()
     }
+}
+
+/// flock(2) on `file`: `exclusive` lock, blocking or not. Ok(false): would block.
+pub fn flock(file: &File, blocking: bool) -> io::Result<bool> {
+    let op = libc::LOCK_EX | if blocking { 0 } else { libc::LOCK_NB };
+    loop {
+        // SAFETY: the fd is valid for the lifetime of `file`; flock has no memory arguments.
+        let r = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) if !blocking => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// kill(2) `pid` with SIGKILL.
+pub fn kill9(pid: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory arguments; a wrong pid is an error, not UB.
+    if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -13,7 +13,9 @@
 //! choice is deterministic and stable when re-indexed. Copies that fail a threshold stay
 //! separate (both primary) and are flagged in `dup_flags` (`ambiguous: ...`), as they may be
 //! a failover or a different call reusing the Call-ID. Tagging is recomputed from the index
-//! after every indexing pass, so it is the same whatever the order of consumption.
+//! after every indexing pass, so it is the same whatever the order of consumption. (Cost: one
+//! grouped scan of `calls` by Call-ID per pass when the index holds several recorders; an
+//! incremental version would look only at Call-IDs touched by the pass.)
 
 use crate::error::Result;
 use rusqlite::{params, Connection};
@@ -98,6 +100,10 @@ fn mismatch(a: &Copy, b: &Copy) -> Option<String> {
 /// Recomputes roles for every Call-ID recorded by more than one recorder. Returns the number
 /// of secondary copies.
 pub fn tag_2n(conn: &Connection) -> Result<u64> {
+    let recorders: i64 = conn.query_row("SELECT count(*) FROM recorders", [], |r| r.get(0))?;
+    if recorders < 2 {
+        return Ok(0);
+    }
     let ids: Vec<String> = conn
         .prepare(
             "SELECT call_id FROM calls WHERE has_invite=1 GROUP BY call_id HAVING count(DISTINCT recorder) > 1 ORDER BY call_id",

@@ -222,8 +222,7 @@ pub fn run(
                 .duration_ns
                 .map(|d| (start + d).saturating_sub(now))
                 .unwrap_or(WAIT_SLICE_NS)
-                .min(WAIT_SLICE_NS)
-                .max(1);
+                .clamp(1, WAIT_SLICE_NS);
             clock.sleep_until(g.retry_at_ns, cap);
             continue;
         }

@@ -470,7 +470,7 @@ impl Sender for RecordingSender {
 
     fn send(&mut self, frames: &[Frame<'_>]) -> Result<SendResult, Error> {
         self.calls += 1;
-        if self.busy_every > 0 && self.calls % self.busy_every == 0 {
+        if self.calls.checked_rem(self.busy_every) == Some(0) {
             return Ok(SendResult::default());
         }
         for f in frames {

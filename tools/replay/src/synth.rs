@@ -289,7 +289,7 @@ impl Synth {
     fn new_call(&self, slot: u32, generation: u64, start_ns: u64) -> Call {
         let k = generation * u64::from(self.cfg.calls) + u64::from(slot);
         let id = CallIdentity::of(k);
-        let law = if k % 2 == 0 { Law::Ulaw } else { Law::Alaw };
+        let law = if k & 1 == 0 { Law::Ulaw } else { Law::Alaw };
         let ring_ns = (self.cfg.call_ns / 4).min(1_000_000_000);
         let vlan = self.cfg.vlan.and_then(|v| VlanId::try_new(v).ok());
         let mut streams = [Stream::empty(), Stream::empty()];
@@ -326,15 +326,17 @@ impl Synth {
             rtp[8..12].copy_from_slice(&st.ssrc.to_be_bytes());
             let b = udp_builder(smac, dmac, vlan, sip, dip, sp, dp);
             let mut frame = [0u8; 256];
-            // Cannot fail: 218 bytes at most.
+            // 218 bytes at most: the write cannot fail, but a failure must not panic either.
             let len = write_udp(b, &rtp, &mut frame).unwrap_or(0);
-            let hdr_len = len.saturating_sub(RTP_PAYLOAD_BYTES);
-            st.hdr[..hdr_len].copy_from_slice(&frame[..hdr_len]);
-            st.hdr_len = hdr_len as u8;
-            // UDP checksum 0: the template is patched per packet (legal for IPv4).
-            let udp_at = hdr_len - 12 - 8;
-            st.hdr[udp_at + 6] = 0;
-            st.hdr[udp_at + 7] = 0;
+            let hdr_len = len.saturating_sub(RTP_PAYLOAD_BYTES).min(st.hdr.len());
+            if hdr_len >= 14 + 20 + 8 + 12 {
+                st.hdr[..hdr_len].copy_from_slice(&frame[..hdr_len]);
+                st.hdr_len = hdr_len as u8;
+                // UDP checksum 0: the template is patched per packet (legal for IPv4).
+                let udp_at = hdr_len - 12 - 8;
+                st.hdr[udp_at + 6] = 0;
+                st.hdr[udp_at + 7] = 0;
+            }
             let media_start = start_ns + ring_ns + if dir == 0 { 20 * MS } else { 30 * MS };
             st.next_ns = media_start;
             st.next_rtcp_ns = media_start + RTCP_PERIOD_NS;
@@ -537,7 +539,7 @@ impl Synth {
         let st = &mut call.streams[dir];
         let h = st.hdr_len as usize;
         let len = h + RTP_PAYLOAD_BYTES;
-        if out.len() < len {
+        if out.len() < len || h < 12 {
             return None;
         }
         out[..h].copy_from_slice(&st.hdr[..h]);

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
-use xdprec_index::query::{list_calls, CallOut, Filter};
+use xdprec_index::query::{list_calls, orphan_streams, CallOut, Filter};
 use xdprec_index::timefmt::parse_time;
 
 #[derive(clap::Args)]
@@ -41,6 +41,9 @@ pub struct Args {
     /// Calls that started at or before T (RFC 3339 or Unix seconds).
     #[arg(long)]
     pub until: Option<String>,
+    /// List the RTP streams no call claimed (orphans) instead of calls, one JSON object a line.
+    #[arg(long)]
+    pub orphans: bool,
 }
 
 fn time_arg(name: &str, v: &Option<String>) -> anyhow::Result<Option<i64>> {
@@ -70,8 +73,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         all: args.all,
     };
     let mut calls: Vec<CallOut> = Vec::new();
+    let mut orphans = Vec::new();
     if let Some(db) = &args.db {
-        calls.extend(list_calls(&open_ro(db)?, &filter)?);
+        let conn = open_ro(db)?;
+        calls.extend(list_calls(&conn, &filter)?);
+        if args.orphans {
+            orphans.extend(orphan_streams(&conn)?);
+        }
     } else {
         let mut covered: BTreeSet<PathBuf> = BTreeSet::new();
         let mut found = false;
@@ -94,6 +102,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             covered.insert(store);
             calls.extend(list_calls(&conn, &filter)?);
+            if args.orphans {
+                orphans.extend(orphan_streams(&conn)?);
+            }
         }
         if !found {
             anyhow::bail!(
@@ -109,6 +120,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     calls.sort_by(|a, b| {
         (a.start_ns, &a.recorder, &a.call_id).cmp(&(b.start_ns, &b.recorder, &b.call_id))
     });
+    if args.orphans {
+        let mut out = String::new();
+        for o in &orphans {
+            out.push_str(&serde_json::to_string(o)?);
+            out.push('\n');
+        }
+        return match std::io::stdout().write_all(out.as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r.context("write to stdout"),
+        };
+    }
     match print(&calls, args.json) {
         // `xdprec calls | head` is fine.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

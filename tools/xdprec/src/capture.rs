@@ -8,18 +8,28 @@
 //! - `xdprec capture --pcap FILE --store DIR [--recorder NAME]`: offline import (no
 //!   privileges), prints counts per class.
 //!
+//! - `xdprec capture --ha --iface IF ...`: an active that a standby can take over from;
+//!   `xdprec capture --standby --iface IF --store DIR ...` beside it waits, and when the active
+//!   dies (kill -9 included) binds its own sockets into the still-attached probe and records
+//!   on as recorder `NAME.sb` (see `xdprec_capture::ha`).
+//!
+//! Duplicates (the same IP packet seen twice within `--dedup-window-ms`, e.g. both directions
+//! of a SPAN or two NICs) are stored once and counted `dup_dropped` (`xdprec_capture::dedup`).
+//!
 //! Settings and the TOML file are described in `xdprec_capture::config`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use xdprec_capture::config::{CaptureConfig, FileConfig, FlagValues};
-use xdprec_capture::import::import_pcap;
+use xdprec_capture::config::{CaptureConfig, FileConfig, FlagValues, HaRole};
+use xdprec_capture::ha::standby_recorder;
+use xdprec_capture::import::import_pcap_dedup;
 use xdprec_capture::live::{run_live, stop_on_signals};
 use xdprec_capture::sink::SegmentSink;
 use xdprec_capture::stats::Field;
 
 #[derive(clap::Args)]
+#[command(after_long_help = AFTER_HELP)]
 pub struct Args {
     /// Interface to capture on (repeat for several NICs).
     #[arg(long = "iface", value_name = "IF")]
@@ -66,7 +76,54 @@ pub struct Args {
     /// UMEM frame size, 2048 or 4096 (default 4096).
     #[arg(long = "frame-size", value_name = "BYTES")]
     pub frame_size: Option<u32>,
+    /// Copies of one IP packet (TTL and IPv4 checksum ignored) less than this many ms apart
+    /// are stored once and counted dup_dropped (default 50; 0: off).
+    #[arg(long = "dedup-window-ms", value_name = "MS")]
+    pub dedup_window_ms: Option<u64>,
+    /// Entries of the shared dedup table, a power of two, 8 bytes each (default 1048576).
+    #[arg(long = "dedup-entries", value_name = "N")]
+    pub dedup_entries: Option<u32>,
+    /// Active of a hot-standby pair: pin the probe in bpffs, hold RUN_DIR/IF.active.lock,
+    /// write a heartbeat every 10 ms, so that a `--standby` can take over.
+    #[arg(long, conflicts_with_all = ["standby", "pcap"])]
+    pub ha: bool,
+    /// Wait beside an `--ha` active on the same interfaces; when it dies, take its queues over
+    /// and record as recorder NAME.sb.
+    #[arg(long, conflicts_with = "pcap")]
+    pub standby: bool,
+    /// BPF file system the probe is pinned under (BPFFS/xdprec/IF/); mounted if it is not one
+    /// (default /sys/fs/bpf).
+    #[arg(long, value_name = "DIR")]
+    pub bpffs: Option<PathBuf>,
+    /// Directory of the active/standby lock files (default /run/xdprec).
+    #[arg(long = "run-dir", value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// A standby kills (SIGKILL) and replaces an active whose heartbeat is older than this
+    /// (default 1000; 0: only take over when the active process is gone).
+    #[arg(long = "heartbeat-timeout-ms", value_name = "MS")]
+    pub heartbeat_timeout_ms: Option<u64>,
 }
+
+const AFTER_HELP: &str = "\
+Deduplication: a frame whose inner IP packet (addresses, IP id/flow label, L4 header and
+payload; not the TTL/hop limit or the IPv4 header checksum) was already seen less than
+--dedup-window-ms ago, by any capture thread of this process, is not stored and is counted
+dup_dropped (see `xdprec stat`). The shared table is fixed-size and lock-free; when it is full
+the oldest entries are overwritten (counted dedup_evicted) and a late copy is stored again.
+False drops: at most about 1.4e-14 per packet (48-bit tags, 4 slots looked at).
+
+Hot standby on one appliance:
+  xdprec capture --ha      --iface eth1 --store /data/a --recorder rec1
+  xdprec capture --standby --iface eth1 --store /data/a --recorder rec1
+The active pins its probe (link and maps) under BPFFS/xdprec/IF/, so the probe keeps steering
+when the active dies (frames are passed and counted no_socket until the standby's sockets are
+in). The standby waits in flock on RUN_DIR/IF.active.lock, which the kernel releases the
+instant the active dies (kill -9 included), then binds its own AF_XDP sockets and records as
+recorder NAME.sb (its own segments, read together with the active's). A heartbeat older than
+--heartbeat-timeout-ms makes the standby SIGKILL a hung active (a queue bound by a live
+socket cannot be bound again). On a clean exit (SIGINT) the active leaves the probe attached
+when a standby waits, and removes it otherwise. An --ha active clears stale pins of a crashed
+run at start. Under `ip netns exec` (which remounts /sys) give both --bpffs DIR outside /sys.";
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let file = match &args.config {
@@ -87,8 +144,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ring_size: args.ring_size,
         frame_size: args.frame_size,
         batch_size: args.batch_size,
+        dedup_window_ms: args.dedup_window_ms,
+        dedup_entries: args.dedup_entries,
+        ha: if args.standby {
+            HaRole::Standby
+        } else if args.ha {
+            HaRole::Active
+        } else {
+            HaRole::Off
+        },
+        bpffs: args.bpffs.clone(),
+        run_dir: args.run_dir.clone(),
+        heartbeat_timeout_ms: args.heartbeat_timeout_ms,
     };
     let mut cfg = CaptureConfig::from_sources(&flags, file.as_ref())?;
+    if cfg.ha == HaRole::Standby {
+        cfg.recorder = standby_recorder(&cfg.recorder);
+        cfg.validate()?;
+    }
     if let Some(pcap) = &args.pcap {
         // The file's interfaces do not apply to an import.
         cfg.ifaces.clear();
@@ -108,8 +181,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let summary = run_live(&cfg, &stop, |qp| SegmentSink::for_plan(&cfg, qp))?;
     println!(
         "captured {} frames ({} bytes): sip {} rtp {} rtcp {} frag {} other {}; written {} \
-         (reassembled {}); dropped: ring full {} fill empty {} invalid {} disk full {} \
-         write errors {}",
+         (reassembled {}); duplicates {}; dropped: ring full {} fill empty {} invalid {} \
+         disk full {} write errors {}",
         summary.total(Field::RxPackets),
         summary.total(Field::RxBytes),
         summary.total(Field::ClassSip),
@@ -119,6 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.total(Field::ClassOther),
         summary.total(Field::Written),
         summary.total(Field::Reassembled),
+        summary.total(Field::DupDropped),
         summary.total(Field::XskRingFull),
         summary.total(Field::XskFillEmpty),
         summary.total(Field::XskInvalidDescs),
@@ -133,7 +207,13 @@ fn import(cfg: &CaptureConfig, pcap: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating store {}", cfg.store.display()))?;
     // Imports write as queue 0 of a pseudo-interface named after nothing on the host.
     let sink = SegmentSink::open(cfg, "pcap", 0).map_err(anyhow::Error::msg)?;
-    let (summary, _sink) = import_pcap(pcap, sink, cfg.probe_config(), cfg.reasm)?;
+    let (summary, _sink) = import_pcap_dedup(
+        pcap,
+        sink,
+        cfg.probe_config(),
+        cfg.reasm,
+        cfg.dedup_table(),
+    )?;
     println!("{}: {}", pcap.display(), summary.line());
     Ok(())
 }

@@ -152,6 +152,9 @@ fn open_sender(kind: SenderKind, iface: &str, repeat: u32) -> anyhow::Result<Box
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let write_only = args.iface.is_none();
+    if write_only && (args.pps.is_some() || args.mbps.is_some()) {
+        log::info!("writing only: --pps/--mbps ignored, the file keeps the traffic's timestamps");
+    }
     let pace = if write_only {
         Pace::TopSpeed
     } else if let Some(p) = args.pps {
@@ -181,8 +184,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let mut source: Box<dyn FrameSource> = if let Some(path) = &args.pcap {
         let passes = match args.loops {
-            Some(0) if duration_ns.is_none() => {
-                bail!("--loop 0 (forever) needs --duration")
+            Some(0) if duration_ns.is_none() || write_only => {
+                bail!("--loop 0 (forever) needs --duration and an --iface to send to")
             }
             Some(0) => None,
             Some(n) => Some(n),

@@ -3,7 +3,10 @@
 //!
 //! Rates are differences of two snapshots over the writer's own clock (`update_ns`); counters
 //! are totals since the capture started; `ring_fill`, `active_streams` and `p99_write_us` are
-//! gauges over the last second. The file layout is documented in `xdprec_capture::stats`.
+//! gauges over the last second. `dupdrop` counts frames not stored because a copy of the same
+//! IP packet was stored within the dedup window (`xdprec_capture::dedup`); the JSON rows
+//! carry every counter, `dup_dropped` and `dedup_evicted` included. A hot standby's rows show
+//! recorder `NAME.sb`. The file layout is documented in `xdprec_capture::stats`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -123,12 +126,12 @@ fn json(r: &Row) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-const HEADER: &str = "time                 iface            q core        pps    Mbit/s    written  ringfull fillempty  invalid diskfull  streams ringfill p99us";
+const HEADER: &str = "time                 iface            q core        pps    Mbit/s    written    dupdrop  ringfull fillempty  invalid diskfull  streams ringfill p99us recorder";
 
 fn text(r: &Row) -> String {
     let s = &r.snap;
     format!(
-        "{:20} {:<15} {:>2} {:>4} {:>10.0} {:>9.2} {:>10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5.0}{}",
+        "{:20} {:<15} {:>2} {:>4} {:>10.0} {:>9.2} {:>10} {:>10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5.0} {}{}",
         r.time,
         s.id.iface,
         s.id.queue,
@@ -136,6 +139,7 @@ fn text(r: &Row) -> String {
         r.pps,
         r.mbps,
         s.get(Field::Written),
+        s.get(Field::DupDropped),
         s.get(Field::XskRingFull),
         s.get(Field::XskFillEmpty),
         s.get(Field::XskInvalidDescs),
@@ -143,6 +147,7 @@ fn text(r: &Row) -> String {
         s.get(Field::ActiveStreams),
         s.get(Field::RingFill),
         s.get(Field::P99WriteNs) as f64 / 1000.0,
+        s.id.recorder,
         if r.alive { "" } else { " (capture not running)" }
     )
 }

@@ -190,3 +190,67 @@ fn fragmented_invite_from_a_store() {
     assert_eq!(c[0]["streams"][0]["packets"], 50);
     assert_eq!(c[0]["streams"][0]["codec"], "PCMA");
 }
+
+/// `xdprec index` killed with SIGKILL at various moments and started again ends with the same
+/// calls as one uninterrupted run into another database.
+#[test]
+fn index_killed_and_restarted_ends_the_same() {
+    let Some(corpus) = xdprec_testkit::corpus_dir() else {
+        return;
+    };
+    let t = Tmp(std::env::temp_dir().join(format!("xdprec-index-kill-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&t.0);
+    let store = t.0.join("store");
+    let s = store.to_str().unwrap();
+    for f in [
+        "sample-captures/sip-rtp-g711.pcap",
+        "sample-captures/sip-rtp-l16.pcap",
+    ] {
+        let p = corpus.join(f);
+        xdprec(&[
+            "capture",
+            "--pcap",
+            p.to_str().unwrap(),
+            "--store",
+            s,
+            "--seal-secs",
+            "2",
+        ]);
+    }
+    let reference = t.0.join("ref.sqlite");
+    xdprec(&["index", "--store", s, "--db", reference.to_str().unwrap()]);
+    let db = t.0.join("killed.sqlite");
+    let mut finished = false;
+    let mut kills = 0;
+    for delay_ms in [1u64, 3, 8, 15, 30, 60, 120, 250, 500, 1000, 2000, 4000] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xdprec"))
+            .args(["index", "--store", s, "--db", db.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        if child.wait().unwrap().success() {
+            finished = true;
+            break;
+        }
+        kills += 1;
+    }
+    eprintln!("index killed {kills} times before a run finished");
+    if !finished {
+        xdprec(&["index", "--store", s, "--db", db.to_str().unwrap()]);
+    }
+    let list = |d: &Path| {
+        let out = xdprec(&["calls", "--db", d.to_str().unwrap(), "--json", "--all"]);
+        out.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["id"] = serde_json::Value::Null;
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    let want = list(&reference);
+    assert_eq!(want.len(), 6);
+    assert_eq!(list(&db), want);
+}
