@@ -67,7 +67,7 @@ if [ "$DO_CRITERION" = 1 ]; then
     log "cargo bench -p xdprec-benches (release build first; log: $WORK/cargo-bench.log)"
     args=(--noplot)
     [ -n "$FILTER" ] && args+=("$FILTER")
-    if ! cargo bench -p xdprec-benches -- "${args[@]}" >"$WORK/cargo-bench.log" 2>&1; then
+    if ! cargo bench -p xdprec-benches --benches -- "${args[@]}" >"$WORK/cargo-bench.log" 2>&1; then
         log "cargo bench failed; its log ends with:"
         tail -30 "$WORK/cargo-bench.log" >&2
     fi

@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CALLS="${CALLS:-20}"          # concurrent synthetic calls
-SECONDS_TO_SEND="${DURATION:-6}"
+SECONDS_TO_SEND="${DURATION:-8}"
 STORE="${STORE:-$(mktemp -d /tmp/xdprec-demo-store.XXXXXX)}"
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -53,7 +53,7 @@ sleep 2
 kill -0 "$capture_pid" 2>/dev/null || { echo "capture failed to start" >&2; exit 1; }
 
 echo "== replay: $CALLS concurrent synthetic calls for ${SECONDS_TO_SEND}s from $b"
-ip netns exec "$ns" "$XDPREC" replay --iface "$b" --synth "$CALLS" --call-secs 4 --duration "$SECONDS_TO_SEND" --pps 20000
+ip netns exec "$ns" "$XDPREC" replay --iface "$b" --synth "$CALLS" --call-secs 4 --duration "$SECONDS_TO_SEND"
 
 echo "== capture statistics"
 "$XDPREC" stat --store "$STORE" --count 1 || true

@@ -6,6 +6,16 @@
 //! interfaces; capture threads hand their AF_XDP sockets over with
 //! [`Probe::register_socket`]. The program, its maps, its counters and its rules are
 //! documented in `bpf/xdprec_abi.h` and README.md.
+//!
+//! Hot standby: [`Probe::load_pinned`] pins the maps under a directory of a BPF file system
+//! ([`pin_dir`]: `BPFFS/xdprec/IFACE/`, one file per map, named as the map) and
+//! [`Probe::attach`] then pins the bpf_link as `link`, so the program stays attached when the
+//! process dies (kill -9 included) and keeps steering: frames for an emptied XSKMAP slot are
+//! passed and counted `no_socket`. Another process opens the maps with [`PinnedProbe::open`]
+//! (register its sockets, read the counters, read/write `xdprec_heartbeat`: u64 wall-clock
+//! ns of the active's last sign of life). Dropping a pinned [`Probe`] removes the pins and so
+//! detaches, unless [`Probe::keep_pins`]; [`remove_pins`] clears a crashed run's pins;
+//! [`ensure_bpffs`] mounts a bpffs where there is none.
 #![deny(unsafe_code)]
 
 mod sys;
@@ -779,7 +789,11 @@ impl Drop for Probe {
     }
 }
 
-fn xsk_set(xsks: &mut XskMap<MapData>, queue: u32, fd: std::os::fd::RawFd) -> Result<(), ProbeError> {
+fn xsk_set(
+    xsks: &mut XskMap<MapData>,
+    queue: u32,
+    fd: std::os::fd::RawFd,
+) -> Result<(), ProbeError> {
     check_queue(queue)?;
     xsks.set(queue, fd, 0).map_err(|e| {
         if let MapError::SyscallError(s) = &e {
@@ -875,8 +889,7 @@ pub fn remove_pins(dir: &Path) -> Result<bool, ProbeError> {
     let mut had_link = false;
     if let Ok(l) = PinnedLink::from_pin(&link_path) {
         had_link = true;
-        l.unpin()
-            .map_err(|e| err("unlink", link_path.clone(), e))?;
+        l.unpin().map_err(|e| err("unlink", link_path.clone(), e))?;
     } else if link_path.exists() {
         std::fs::remove_file(&link_path).map_err(|e| err("unlink", link_path.clone(), e))?;
     }
@@ -990,7 +1003,10 @@ impl Drop for PinnedProbe {
     fn drop(&mut self) {
         if self.remove_on_drop {
             match remove_pins(&self.dir) {
-                Ok(_) => log::info!("xdprec_probe unpinned and detached ({})", self.dir.display()),
+                Ok(_) => log::info!(
+                    "xdprec_probe unpinned and detached ({})",
+                    self.dir.display()
+                ),
                 Err(e) => log::warn!("{e}"),
             }
         }

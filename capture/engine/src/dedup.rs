@@ -314,6 +314,9 @@ mod tests {
         let a = run(t.clone());
         let b = run(t.clone());
         let total = a.join().unwrap() + b.join().unwrap();
-        assert_eq!(total, n, "every packet stored exactly once over both threads");
+        assert_eq!(
+            total, n,
+            "every packet stored exactly once over both threads"
+        );
     }
 }

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use xdprec_classify::Classifier;
 use xdprec_probe::{PinnedProbe, Probe, ProbeError, XdpMode};
 
-use crate::dedup::DedupTable;
 use crate::config::{CaptureConfig, ConfigError, HaRole, QueuePlan, XdpModeSel};
+use crate::dedup::DedupTable;
 use crate::ha::{self, HaError};
 use crate::pipeline::{Pipeline, ProbeClassifier, RecordSink};
 use crate::stats::{CoreStats, Counters, Field, StatsError, StatsFile, StatsIdentity};
@@ -101,7 +101,9 @@ fn probe_mode(m: XdpModeSel) -> XdpMode {
 }
 
 /// The probe of one interface: loaded by this process, or pinned by a predecessor that
-/// this standby took over from.
+/// this standby took over from. One per interface, never moved on the data path: the size
+/// difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum ProbeHandle {
     Own(Probe),
     Pinned(PinnedProbe),
@@ -259,10 +261,12 @@ where
         HaRole::Standby => {
             let standby_locks = ha::take_standby_locks(cfg)?;
             for qp in &plan {
-                pre_sinks.push(Some(make_sink(qp).map_err(|message| CaptureError::Sink {
-                    iface: qp.iface.clone(),
-                    queue: qp.queue,
-                    message,
+                pre_sinks.push(Some(make_sink(qp).map_err(|message| {
+                    CaptureError::Sink {
+                        iface: qp.iface.clone(),
+                        queue: qp.queue,
+                        message,
+                    }
                 })?));
                 pre_umems.push(Some(XskUmem::new(
                     &qp.iface,
@@ -357,11 +361,17 @@ where
     for (i, qp) in plan.iter().enumerate() {
         let pre = pre_sinks.get_mut(i).and_then(Option::take);
         let xsk = match pre_umems.get_mut(i).and_then(Option::take) {
-            Some(u) => match XskQueue::bind(u, &qp.iface, qp.queue) {
-                // The dead active's socket still holds the queue: retry with new UMEMs.
-                Err(XskError::Busy { .. }) => open_xsk(cfg, qp, busy_wait),
-                r => r.map_err(CaptureError::from),
-            },
+            Some(u) => {
+                let t = Instant::now();
+                let r = XskQueue::bind_retry(u, &qp.iface, qp.queue, busy_wait);
+                log::info!(
+                    "{} q{}: socket bound in {:.1} ms (prepared UMEM)",
+                    qp.iface,
+                    qp.queue,
+                    t.elapsed().as_secs_f64() * 1e3
+                );
+                r.map_err(CaptureError::from)
+            }
             None => open_xsk(cfg, qp, busy_wait),
         };
         let r = xsk.and_then(|xsk| {
@@ -564,8 +574,7 @@ where
                     log::warn!("{name}: could not pin to core {c}");
                 }
             }
-            let mut pipe =
-                Pipeline::new(classifier, sink, limits, name.clone()).with_dedup(dedup);
+            let mut pipe = Pipeline::new(classifier, sink, limits, name.clone()).with_dedup(dedup);
             pipe.set_counter(Field::RingSize, ring);
             let r = capture_loop(&mut xsk, &mut pipe, &thread_stats, &drain, batch);
             let sealed = pipe.finish();

@@ -142,13 +142,32 @@ impl XskQueue {
         ring_size: u32,
         frame_size: u32,
     ) -> Result<XskQueue, XskError> {
-        Self::bind(XskUmem::new(iface, queue, ring_size, frame_size)?, iface, queue)
+        Self::bind(
+            XskUmem::new(iface, queue, ring_size, frame_size)?,
+            iface,
+            queue,
+        )
     }
 
     /// Binds a socket on `iface`/`queue` over a UMEM created (and registered) beforehand: a
     /// standby prepares its UMEMs while it waits. On an error the UMEM is consumed; a caller
     /// that retries makes a new one.
     pub fn bind(u: XskUmem, iface: &str, queue: u32) -> Result<XskQueue, XskError> {
+        Self::bind_retry(u, iface, queue, std::time::Duration::ZERO)
+    }
+
+    /// [`XskQueue::bind`], retrying with the same UMEM every 200 µs while the queue is still
+    /// held (EBUSY), for up to `busy_wait`. A closed socket frees its queue in deferred kernel
+    /// work (about 15 ms measured here), so a standby binding right after the active died
+    /// sees EBUSY first. libxdp undoes a failed bind so that the UMEM can be bound again
+    /// (measured with xsk-rs 0.11 / libxdp 1.6: the retry binds and receives).
+    pub fn bind_retry(
+        u: XskUmem,
+        iface: &str,
+        queue: u32,
+        busy_wait: std::time::Duration,
+    ) -> Result<XskQueue, XskError> {
+        let deadline = std::time::Instant::now() + busy_wait;
         let cfg = |e: String| XskError::Config(e);
         let XskUmem {
             umem,
@@ -168,11 +187,11 @@ impl XskQueue {
             queue,
             message: "bad interface name".into(),
         })?;
-        // SAFETY: the UMEM is not shared with another socket, so the double-free hazard
-        // documented by xsk-rs (shared UMEM without INHIBIT_PROG_LOAD) does not apply; we set
-        // INHIBIT_PROG_LOAD anyway.
-        let (tx, rx, fq_cq) = unsafe { xsk_rs::Socket::new(sock_cfg, &umem, &name, queue) }
-            .map_err(|e| {
+        let (tx, rx, fq_cq) = loop {
+            // SAFETY: the UMEM is not shared with another socket, so the double-free hazard
+            // documented by xsk-rs (shared UMEM without INHIBIT_PROG_LOAD) does not apply; we
+            // set INHIBIT_PROG_LOAD anyway. A failed attempt leaves no socket on the UMEM.
+            let r = unsafe { xsk_rs::Socket::new(sock_cfg, &umem, &name, queue) }.map_err(|e| {
                 let errno = std::error::Error::source(&e)
                     .and_then(|s| s.downcast_ref::<io::Error>())
                     .and_then(io::Error::raw_os_error);
@@ -187,7 +206,14 @@ impl XskQueue {
                     queue,
                     message: format!("{e} {}", e.source_text()),
                 }
-            })?;
+            });
+            match r {
+                Err(XskError::Busy { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                r => break r?,
+            }
+        };
         let (mut fq, cq) = fq_cq.ok_or_else(|| XskError::Socket {
             iface: iface.to_string(),
             queue,

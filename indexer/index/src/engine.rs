@@ -79,6 +79,8 @@ pub struct Config {
     pub nat_match: NatMatch,
     pub nat_window_ns: i64,
     pub sip_ports: Vec<u16>,
+    /// 2N and failover thresholds.
+    pub dedup: crate::dedup::DedupConfig,
 }
 
 impl Default for Config {
@@ -90,6 +92,7 @@ impl Default for Config {
             nat_match: NatMatch::Port,
             nat_window_ns: 5_000_000_000,
             sip_ports: vec![5060, 5061, 5080],
+            dedup: crate::dedup::DedupConfig::default(),
         }
     }
 }
@@ -130,6 +133,19 @@ struct Facts {
     first_ns: i64,
     last_ns: i64,
     reinvites: u32,
+    /// Every From- and To-tag seen on any message of the call (at most TO_TAGS_MAX): a
+    /// recorder that joined mid-call (failover) sees no INVITE, only in-dialog messages.
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// The facts JSON of a call part made by failover consolidation (no SIP seen yet).
+pub(crate) fn fragment_facts_json(first_ns: i64, last_ns: i64) -> Result<String> {
+    Ok(serde_json::to_string(&Facts {
+        first_ns,
+        last_ns,
+        ..Default::default()
+    })?)
 }
 
 const TO_TAGS_MAX: usize = 16;
@@ -228,6 +244,7 @@ pub fn open_db(path: &Path) -> Result<Connection> {
         .map_err(sql_err(path))?;
     conn.execute_batch(crate::schema::SCHEMA)
         .map_err(sql_err(path))?;
+    crate::schema::migrate(&conn).map_err(sql_err(path))?;
     conn.pragma_update(None, "user_version", crate::schema::SCHEMA_VERSION)
         .map_err(sql_err(path))?;
     Ok(conn)
@@ -285,6 +302,19 @@ impl Indexer {
 
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Several recorders, one call: 2N roles and failover parts ([`crate::dedup`]), recomputed
+    /// from the index. Run between passes (no segment transaction open).
+    pub fn consolidate(&mut self) -> Result<crate::dedup::Outcome> {
+        let out = crate::dedup::consolidate(&self.conn, &self.cfg.dedup)?;
+        if out.claimed_streams > 0 {
+            // Claimed streams changed call in the database; the cached copies (clean after
+            // the commit) would write the old one back.
+            self.streams.clear();
+            self.orphans.clear();
+        }
+        Ok(out)
     }
 
     fn count(&mut self, name: &'static str) {
@@ -1072,6 +1102,11 @@ fn apply(f: &mut Facts, m: &SipMessage, ts: i64) {
         f.first_ns.min(ts)
     };
     f.last_ns = f.last_ns.max(ts);
+    for t in [&m.from_tag, &m.to_tag] {
+        if !t.is_empty() && !f.tags.contains(t) && f.tags.len() < TO_TAGS_MAX {
+            f.tags.push(t.clone());
+        }
+    }
     let min = |o: Option<i64>| Some(o.map_or(ts, |v| v.min(ts)));
     let cm = m.cseq_method.to_ascii_uppercase();
     match (m.method(), m.status()) {

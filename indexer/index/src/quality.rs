@@ -48,6 +48,13 @@ pub struct RtpTracker {
     /// (event code, RTP timestamp) of each RFC 4733 event seen once.
     pub dtmf: Vec<(u8, u32)>,
     pub clock_hz: u32,
+    /// RTP timestamps of the packets with the lowest and the highest extended sequence
+    /// number (2N and failover matching compare them across recorders). `default`: trackers
+    /// stored before these fields existed still load.
+    #[serde(default)]
+    first_ts: Option<u32>,
+    #[serde(default)]
+    max_ts: u32,
 }
 
 /// One RTP packet's fields as the tracker needs them.
@@ -134,6 +141,8 @@ impl RtpTracker {
                 let e = 0x10000 | p.seq as u64; // room below for reordered first packets
                 self.first_ext = Some(e);
                 self.max_ext = e;
+                self.first_ts = Some(p.timestamp);
+                self.max_ts = p.timestamp;
                 self.set_seen(0);
             }
             Some(first) => {
@@ -142,6 +151,7 @@ impl RtpTracker {
                     let shift = e - self.max_ext;
                     self.shift_seen(shift);
                     self.max_ext = e;
+                    self.max_ts = p.timestamp;
                     self.set_seen(0);
                 } else {
                     let back = self.max_ext - e;
@@ -155,6 +165,7 @@ impl RtpTracker {
                     self.out_of_order += 1;
                     if e < first {
                         self.first_ext = Some(e);
+                        self.first_ts = Some(p.timestamp);
                     }
                 }
             }
@@ -234,6 +245,18 @@ impl RtpTracker {
     /// Packets expected from the sequence range.
     pub fn expected(&self) -> u64 {
         self.first_ext.map(|f| self.max_ext - f + 1).unwrap_or(0)
+    }
+
+    /// (first, highest) sequence number seen, in the 16-bit RTP space.
+    pub fn seq_bounds(&self) -> Option<(u16, u16)> {
+        self.first_ext
+            .map(|f| ((f & 0xffff) as u16, (self.max_ext & 0xffff) as u16))
+    }
+
+    /// RTP timestamps of the first and the highest sequence number (None for trackers stored
+    /// before they were kept).
+    pub fn ts_bounds(&self) -> Option<(u32, u32)> {
+        self.first_ts.map(|f| (f, self.max_ts))
     }
 
     /// Lost packets (sequence gaps), never negative.

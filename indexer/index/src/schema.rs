@@ -23,7 +23,7 @@
 //! `segments.offset_reached`, so a killed indexer resumes exactly where its last commit ended.
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS recorders(
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS calls(
   from_uri TEXT, to_uri TEXT, from_user TEXT, to_user TEXT, state TEXT NOT NULL, final_code INTEGER,
   start_ns INTEGER, answer_ns INTEGER, end_ns INTEGER, last_ns INTEGER, has_invite INTEGER NOT NULL DEFAULT 0,
   sip_messages INTEGER NOT NULL DEFAULT 0, role TEXT NOT NULL DEFAULT 'primary', primary_id INTEGER,
-  dup_flags TEXT, facts TEXT NOT NULL, UNIQUE(recorder, call_id));
+  dup_flags TEXT, facts TEXT NOT NULL, failover TEXT, UNIQUE(recorder, call_id));
 CREATE INDEX IF NOT EXISTS calls_start ON calls(start_ns);
 CREATE INDEX IF NOT EXISTS calls_callid ON calls(call_id);
 CREATE INDEX IF NOT EXISTS calls_answer ON calls(recorder, answer_ns);
@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS call_endpoints(
 CREATE INDEX IF NOT EXISTS endpoints_addr ON call_endpoints(recorder, addr, port);
 CREATE INDEX IF NOT EXISTS endpoints_rtcp ON call_endpoints(recorder, addr, rtcp_port);
 CREATE INDEX IF NOT EXISTS endpoints_port ON call_endpoints(recorder, port);
+CREATE INDEX IF NOT EXISTS endpoints_any ON call_endpoints(addr, port);
 CREATE TABLE IF NOT EXISTS streams(
   id INTEGER PRIMARY KEY, recorder INTEGER NOT NULL REFERENCES recorders(id), kind TEXT NOT NULL,
   src TEXT NOT NULL, dst TEXT NOT NULL, ssrc INTEGER NOT NULL, call INTEGER REFERENCES calls(id), how TEXT,
@@ -64,6 +65,7 @@ CREATE TABLE IF NOT EXISTS streams(
   tracker TEXT, UNIQUE(recorder, kind, src, dst, ssrc));
 CREATE INDEX IF NOT EXISTS streams_call ON streams(call);
 CREATE INDEX IF NOT EXISTS streams_orphan ON streams(recorder, call, dst);
+CREATE INDEX IF NOT EXISTS streams_ssrc ON streams(ssrc);
 CREATE TABLE IF NOT EXISTS stream_parts(
   stream INTEGER NOT NULL REFERENCES streams(id), segment INTEGER NOT NULL REFERENCES segments(id),
   stream_id INTEGER NOT NULL, first_offset INTEGER NOT NULL, packets INTEGER NOT NULL,
@@ -72,3 +74,17 @@ CREATE VIEW IF NOT EXISTS call_streams AS SELECT call, id AS stream, how FROM st
 CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tcp_state(recorder INTEGER PRIMARY KEY, state TEXT NOT NULL);
 "#;
+
+/// Brings an index made by an older version up to [`SCHEMA_VERSION`] (columns that
+/// `CREATE TABLE IF NOT EXISTS` cannot add). Version 2 added `calls.failover`.
+pub fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has_failover: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('calls') WHERE name='failover'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_failover {
+        conn.execute_batch("ALTER TABLE calls ADD COLUMN failover TEXT")?;
+    }
+    Ok(())
+}

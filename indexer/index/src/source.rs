@@ -69,7 +69,7 @@ pub fn index_pcap(ix: &mut Indexer, path: &Path, recorder: &str) -> Result<u64> 
     match r {
         Ok(()) => {
             ix.commit(&ctx, n, n, true)?;
-            crate::dedup::tag_2n(ix.conn())?;
+            ix.consolidate()?;
             Ok(n)
         }
         Err(e) => {
@@ -113,7 +113,7 @@ fn hint_of(class: xdprec_segment::Class) -> Hint {
 pub fn index_store(ix: &mut Indexer, store: &Path, follow: bool) -> Result<PassStats> {
     let st = index_store_until(ix, store, follow, u64::MAX).map(|(s, _)| s)?;
     if st.segments > 0 {
-        crate::dedup::tag_2n(ix.conn())?;
+        ix.consolidate()?;
     }
     Ok(st)
 }

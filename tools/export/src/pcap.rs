@@ -256,7 +256,7 @@ pub fn export_range(
                 pw.write_packet(rec.ts_ns, rec.wire_len, rec.frame)?;
                 report.frames += 1;
                 report.bytes += rec.frame.len() as u64;
-                if report.frames % 100_000 == 0 {
+                if report.frames.is_multiple_of(100_000) {
                     progress(report.frames);
                 }
             }

@@ -20,8 +20,10 @@ mod sys;
 
 pub use pace::{Clock, MonotonicClock, Pace};
 pub use run::{run, EndReason, Limits, Summary};
-pub use sender::{IfaceCounters, LiveSender, PacketSender, PcapSender, Sender, SenderKind, Tee};
-pub use source::{FrameSource, PcapSource};
+pub use sender::{
+    IfaceCounters, LiveSender, PacketSender, PcapSender, RingSender, Sender, SenderKind, Tee,
+};
+pub use source::{FrameSource, PcapSource, Ticks};
 pub use synth::{Synth, SynthConfig};
 pub use sys::{enter_netns, if_index, stop_on_signals};
 

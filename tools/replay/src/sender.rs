@@ -70,6 +70,8 @@ pub trait Sender {
 pub enum SenderKind {
     Auto,
     Live,
+    /// Live frames of distinct preloaded templates ([`RingSender`]).
+    LiveRing,
     AfXdp,
     Packet,
 }
@@ -344,6 +346,370 @@ impl Sender for LiveSender {
                 }
             }
             r.consumed += 1;
+        }
+        Ok(r)
+    }
+}
+
+/// The program of `REPLAY_TX_OBJECT` that sends distinct frames from preloaded templates.
+pub const RING_PROGRAM: &str = "xdprec_replay_ring";
+const RING_FRAMES_MAP: &str = "xdprec_replay_frames";
+const RING_STATE_MAP: &str = "xdprec_replay_state";
+/// Longest template (bytes); longer frames of the source are skipped.
+pub const RING_FRAME_BYTES: usize = 256;
+/// Templates the program's map holds.
+pub const RING_FRAMES_MAX: usize = 65536;
+/// One template in the map: 16 bytes of meta (see `xdp-probe/bpf/replay_tx.c`) + the frame.
+const RING_ENTRY_BYTES: usize = 16 + RING_FRAME_BYTES;
+/// RTP streams tracked while loading templates (for the per-cycle sequence step).
+const RING_STREAMS_MAX: usize = 1 << 20;
+
+/// Where the RTP header of an Ethernet frame starts, for frames that look like RTP over
+/// UDP/IPv4 (optionally one VLAN tag): version 2, not RTCP (PT 72-76 with the marker bit),
+/// not the SIP port, 12+ bytes of UDP payload.
+fn rtp_offset(f: &[u8]) -> Option<usize> {
+    let mut off = 12;
+    let mut et = u16::from_be_bytes([*f.get(off)?, *f.get(off + 1)?]);
+    if et == 0x8100 {
+        off += 4;
+        et = u16::from_be_bytes([*f.get(off)?, *f.get(off + 1)?]);
+    }
+    off += 2;
+    if et != 0x0800 || f.get(off)? >> 4 != 4 || *f.get(off + 9)? != 17 {
+        return None;
+    }
+    let ihl = usize::from(f[off] & 0x0f) * 4;
+    let udp = off + ihl;
+    let sport = u16::from_be_bytes([*f.get(udp)?, *f.get(udp + 1)?]);
+    let dport = u16::from_be_bytes([*f.get(udp + 2)?, *f.get(udp + 3)?]);
+    let rtp = udp + 8;
+    if sport == 5060 || dport == 5060 || f.len() < rtp + 12 {
+        return None;
+    }
+    let pt = f[rtp + 1] & 0x7f;
+    if f[rtp] >> 6 != 2 || (72..=76).contains(&pt) {
+        return None;
+    }
+    Some(rtp)
+}
+
+/// `BPF_PROG_RUN` live-frames sender of DISTINCT frames: up to [`RING_FRAMES_MAX`] frames of
+/// a source are preloaded as templates into a BPF array; each run of
+/// [`RING_PROGRAM`] sends the next template, so one system call with repeat K sends K
+/// different frames (cycling through the templates). In later passes over the templates the
+/// RTP sequence numbers and timestamps move on by what each stream advanced in one pass, so
+/// RTP streams continue instead of repeating; SIP and RTCP templates repeat as they are.
+/// A pass of n templates at R pps lasts n/R seconds (65536 at 1.5 Mpps: 44 ms): a capture's
+/// duplicate detection must be off, or its window shorter than that, or the repeated SIP and
+/// RTCP frames are counted as duplicates.
+///
+/// Each [`Sender::send`] call is one system call of `repeat` packets, whatever the frames
+/// handed to it (the runner's source only paces the calls); bytes are counted from the
+/// templates actually sent.
+pub struct RingSender {
+    iface: String,
+    ebpf: Ebpf,
+    ctx: [u32; 6],
+    repeat: u32,
+    batch: u32,
+    /// Length of each template, for byte counts.
+    lens: Vec<u16>,
+    /// Mirror of the program's counter.
+    next: u64,
+    /// Source frames skipped: longer than [`RING_FRAME_BYTES`].
+    pub skipped_long: u64,
+    /// Templates that are RTP (patched per pass).
+    pub rtp_templates: u64,
+    /// RTP templates beyond [`RING_STREAMS_MAX`] streams: sent as they are in every pass.
+    pub unpatched_rtp: u64,
+    failures_in_a_row: u64,
+}
+
+impl RingSender {
+    /// Loads the program from `object`, takes up to `frames_max` (at most [`RING_FRAMES_MAX`])
+    /// frames of at most [`RING_FRAME_BYTES`] bytes from `source` as templates (longer ones are
+    /// skipped and counted), and checks the program with one non-live run.
+    pub fn open(
+        iface: &str,
+        object: &[u8],
+        source: &mut dyn crate::FrameSource,
+        frames_max: usize,
+    ) -> Result<RingSender, Error> {
+        use aya::maps::Array;
+        let ifindex = if_index(iface).map_err(|source| Error::Interface {
+            iface: iface.to_string(),
+            source,
+        })?;
+        let live_err = |what: String| Error::Live {
+            iface: iface.to_string(),
+            what,
+        };
+        let mut ebpf =
+            Ebpf::load(object).map_err(|e| live_err(format!("loading the BPF object: {e}")))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(RING_PROGRAM)
+            .ok_or_else(|| live_err(format!("the BPF object has no program `{RING_PROGRAM}`")))?
+            .try_into()
+            .map_err(|e| live_err(format!("`{RING_PROGRAM}` is not an XDP program: {e}")))?;
+        prog.load()
+            .map_err(|e| live_err(format!("loading `{RING_PROGRAM}` (needs root/CAP_BPF): {e}")))?;
+
+        // Read the templates, then work out each RTP stream's advance over one pass.
+        let frames_max = frames_max.clamp(1, RING_FRAMES_MAX);
+        let mut buf = vec![0u8; crate::source::FRAME_BYTES_MAX];
+        let mut entries: Vec<[u8; RING_ENTRY_BYTES]> = Vec::new();
+        let mut lens = Vec::new();
+        let mut skipped_long = 0u64;
+        // SSRC -> (packets, first ts, last ts); bounded.
+        let mut streams: std::collections::HashMap<u32, (u32, u32, u32)> =
+            std::collections::HashMap::new();
+        let mut unpatched_rtp = 0u64;
+        while entries.len() < frames_max {
+            let Some(m) = source.next_frame(&mut buf)? else {
+                break;
+            };
+            let f = &buf[..m.len.min(buf.len())];
+            if f.len() > RING_FRAME_BYTES || f.len() < 14 {
+                skipped_long += 1;
+                if skipped_long > 16 * RING_FRAMES_MAX as u64 {
+                    break; // a source of nothing but long frames
+                }
+                continue;
+            }
+            let mut e = [0u8; RING_ENTRY_BYTES];
+            e[0..2].copy_from_slice(&(f.len() as u16).to_ne_bytes());
+            if let Some(r) = rtp_offset(f) {
+                let seq = u16::from_be_bytes([f[r + 2], f[r + 3]]);
+                let ts = u32::from_be_bytes([f[r + 4], f[r + 5], f[r + 6], f[r + 7]]);
+                let ssrc = u32::from_be_bytes([f[r + 8], f[r + 9], f[r + 10], f[r + 11]]);
+                if streams.len() < RING_STREAMS_MAX || streams.contains_key(&ssrc) {
+                    let s = streams.entry(ssrc).or_insert((0, ts, ts));
+                    s.0 += 1;
+                    s.2 = ts;
+                    e[2..4].copy_from_slice(&(r as u16).to_ne_bytes());
+                    e[4..6].copy_from_slice(&seq.to_ne_bytes());
+                    e[8..12].copy_from_slice(&ts.to_ne_bytes());
+                    e[12..16].copy_from_slice(&ssrc.to_ne_bytes()); // steps filled in below
+                } else {
+                    unpatched_rtp += 1;
+                }
+            }
+            e[16..16 + f.len()].copy_from_slice(f);
+            lens.push(f.len() as u16);
+            entries.push(e);
+        }
+        if entries.is_empty() {
+            return Err(live_err(format!(
+                "the source has no frame of at most {RING_FRAME_BYTES} bytes to load"
+            )));
+        }
+        let mut rtp_templates = 0;
+        for e in &mut entries {
+            if u16::from_ne_bytes([e[2], e[3]]) == 0 {
+                continue;
+            }
+            rtp_templates += 1;
+            let ssrc = u32::from_ne_bytes([e[12], e[13], e[14], e[15]]);
+            let (count, first, last) = streams.get(&ssrc).copied().unwrap_or((1, 0, 0));
+            let span = last.wrapping_sub(first);
+            let ts_step = if count > 1 {
+                span.wrapping_add(span / (count - 1))
+            } else {
+                160
+            };
+            e[6..8].copy_from_slice(&(count as u16).to_ne_bytes());
+            e[12..16].copy_from_slice(&ts_step.to_ne_bytes());
+        }
+        {
+            let mut map: Array<_, [u8; RING_ENTRY_BYTES]> = Array::try_from(
+                ebpf.map_mut(RING_FRAMES_MAP)
+                    .ok_or_else(|| live_err(format!("the BPF object has no map `{RING_FRAMES_MAP}`")))?,
+            )
+            .map_err(|e| live_err(format!("map `{RING_FRAMES_MAP}`: {e}")))?;
+            for (i, e) in entries.iter().enumerate() {
+                map.set(i as u32, e, 0)
+                    .map_err(|e| live_err(format!("filling `{RING_FRAMES_MAP}`: {e}")))?;
+            }
+        }
+        let mut s = RingSender {
+            iface: iface.to_string(),
+            ebpf,
+            ctx: [0, RING_FRAME_BYTES as u32, 0, ifindex, 0, 0],
+            repeat: 1,
+            batch: LIVE_KERNEL_BATCH_MAX,
+            lens,
+            next: 0,
+            skipped_long,
+            rtp_templates,
+            unpatched_rtp,
+            failures_in_a_row: 0,
+        };
+        s.set_state(0)?;
+        // A dry run (no live flag: nothing leaves) proves the program, maps and context work.
+        let r = s.run(false)?;
+        if r != XDP_TX {
+            return Err(live_err(format!("`{RING_PROGRAM}` returned {r}, not XDP_TX (3)")));
+        }
+        s.set_state(0)?;
+        Ok(s)
+    }
+
+    /// Packets per system call (default 1).
+    pub fn with_repeat(mut self, k: u32) -> RingSender {
+        self.repeat = k.max(1);
+        self
+    }
+
+    /// Frames the kernel handles per inner batch of a run (1..=256, default 256): the veth
+    /// peer's XDP ring holds 256 frames, so smaller batches can lose less at its end.
+    pub fn with_kernel_batch(mut self, b: u32) -> RingSender {
+        self.batch = b.clamp(1, LIVE_KERNEL_BATCH_MAX);
+        self
+    }
+
+    /// Templates loaded.
+    pub fn templates(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Packets sent so far according to the program's own counter (for checks).
+    pub fn program_counter(&self) -> Result<u64, Error> {
+        Ok(self.state()?[0])
+    }
+
+    fn state_map(&self) -> Result<aya::maps::Array<&aya::maps::MapData, [u64; 2]>, Error> {
+        let m = self.ebpf.map(RING_STATE_MAP).ok_or_else(|| Error::Live {
+            iface: self.iface.clone(),
+            what: format!("the BPF object has no map `{RING_STATE_MAP}`"),
+        })?;
+        aya::maps::Array::try_from(m).map_err(|e| Error::Live {
+            iface: self.iface.clone(),
+            what: format!("map `{RING_STATE_MAP}`: {e}"),
+        })
+    }
+
+    fn state(&self) -> Result<[u64; 2], Error> {
+        self.state_map()?.get(&0, 0).map_err(|e| Error::Live {
+            iface: self.iface.clone(),
+            what: format!("reading `{RING_STATE_MAP}`: {e}"),
+        })
+    }
+
+    fn set_state(&mut self, next: u64) -> Result<(), Error> {
+        let n = self.lens.len() as u64;
+        let iface = self.iface.clone();
+        let m = self.ebpf.map_mut(RING_STATE_MAP).ok_or_else(|| Error::Live {
+            iface: iface.clone(),
+            what: format!("the BPF object has no map `{RING_STATE_MAP}`"),
+        })?;
+        let mut a: aya::maps::Array<_, [u64; 2]> =
+            aya::maps::Array::try_from(m).map_err(|e| Error::Live {
+                iface: iface.clone(),
+                what: format!("map `{RING_STATE_MAP}`: {e}"),
+            })?;
+        a.set(0, [next, n], 0).map_err(|e| Error::Live {
+            iface,
+            what: format!("writing `{RING_STATE_MAP}`: {e}"),
+        })?;
+        self.next = next;
+        Ok(())
+    }
+
+    fn run(&mut self, live: bool) -> Result<u32, Error> {
+        let mut ctx_bytes = [0u8; 24];
+        for (dst, v) in ctx_bytes.chunks_exact_mut(4).zip(self.ctx) {
+            dst.copy_from_slice(&v.to_ne_bytes());
+        }
+        let frame = [0u8; RING_FRAME_BYTES];
+        let prog: &Xdp = self
+            .ebpf
+            .program(RING_PROGRAM)
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| Error::Live {
+                iface: self.iface.clone(),
+                what: "program vanished".into(),
+            })?;
+        let (attrs, repeat) = if live {
+            let batch = self.repeat.min(self.batch);
+            (TestRunAttrs::new().xdp_live_frames(batch), self.repeat)
+        } else {
+            (TestRunAttrs::new(), 1)
+        };
+        let opts = TestRunOptions {
+            data_in: Some(&frame),
+            ctx_in: Some(&ctx_bytes),
+            repeat,
+            attrs,
+            ..TestRunOptions::new()
+        };
+        prog.test_run(opts)
+            .map(|r| r.return_value)
+            .map_err(|e| Error::Live {
+                iface: self.iface.clone(),
+                what: format!("BPF_PROG_TEST_RUN: {e}"),
+            })
+    }
+
+    /// Bytes of the `k` templates from position `from` on (cyclic).
+    fn bytes_of(&self, from: u64, k: u64) -> u64 {
+        let n = self.lens.len() as u64;
+        if n == 0 {
+            return 0;
+        }
+        let full: u64 = if k >= n {
+            self.lens.iter().map(|&l| u64::from(l)).sum::<u64>() * (k / n)
+        } else {
+            0
+        };
+        let rest = k % n;
+        let start = (from % n) as usize;
+        let part: u64 = (0..rest as usize)
+            .map(|j| u64::from(self.lens[(start + j) % n as usize]))
+            .sum();
+        full + part
+    }
+}
+
+impl Sender for RingSender {
+    fn name(&self) -> &'static str {
+        "live-ring"
+    }
+
+    fn batch_max(&self) -> usize {
+        1
+    }
+
+    fn repeat(&self) -> u32 {
+        self.repeat
+    }
+
+    fn send(&mut self, frames: &[Frame<'_>]) -> Result<SendResult, Error> {
+        if frames.is_empty() {
+            return Ok(SendResult::default());
+        }
+        let mut r = SendResult {
+            consumed: 1,
+            ..SendResult::default()
+        };
+        match self.run(true) {
+            Ok(_) => {
+                let k = u64::from(self.repeat);
+                r.sent = self.repeat as usize;
+                r.bytes = self.bytes_of(self.next, k);
+                self.next += k;
+                self.failures_in_a_row = 0;
+            }
+            Err(e) => {
+                // A failed run may have sent part of the packets: resynchronise the mirror.
+                if let Ok(st) = self.state() {
+                    self.next = st[0];
+                }
+                r.errors = 1;
+                self.failures_in_a_row += 1;
+                if self.failures_in_a_row >= LIVE_FAILURES_MAX {
+                    return Err(e);
+                }
+            }
         }
         Ok(r)
     }

@@ -127,3 +127,19 @@ impl FrameSource for PcapSource {
         self.skipped
     }
 }
+
+/// An endless source of empty 64-byte frames: the runner's clock for senders that bring their
+/// own frames ([`crate::sender::RingSender`]); each tick is one send call.
+pub struct Ticks;
+
+impl FrameSource for Ticks {
+    fn next_frame(&mut self, out: &mut [u8]) -> Result<Option<FrameMeta>, Error> {
+        let len = out.len().min(64);
+        out[..len].fill(0);
+        Ok(Some(FrameMeta {
+            ts_ns: 0,
+            len,
+            wire_len: len as u32,
+        }))
+    }
+}

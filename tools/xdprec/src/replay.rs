@@ -32,7 +32,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use xdprec_replay::sender::iface_driver;
 use xdprec_replay::{
     stop_on_signals, FrameSource, IfaceCounters, Limits, LiveSender, MonotonicClock, Pace,
-    PacketSender, PcapSender, PcapSource, Sender, SenderKind, Summary, Synth, SynthConfig, Tee,
+    PacketSender, PcapSender, PcapSource, RingSender, Sender, SenderKind, Summary, Synth,
+    SynthConfig, Tee, Ticks,
 };
 
 #[derive(clap::Args)]
@@ -79,8 +80,16 @@ pub struct Args {
     #[arg(long, value_name = "R")]
     pub cps: Option<f64>,
     /// Live sender: send every frame K times per system call (identical copies; load tests).
-    #[arg(long, value_name = "K", default_value_t = 1)]
-    pub repeat: u32,
+    /// live-ring: packets per system call (default: about 50 ms of traffic at the asked rate).
+    #[arg(long, value_name = "K")]
+    pub repeat: Option<u32>,
+    /// live-ring: frames of the source preloaded as templates (at most 65536; frames over
+    /// 256 bytes, i.e. most SIP, are skipped).
+    #[arg(long = "ring-frames", value_name = "N", default_value_t = 65536)]
+    pub ring_frames: usize,
+    /// live-ring: frames per inner kernel batch of a run (1-256; the veth peer's ring is 256).
+    #[arg(long = "kernel-batch", value_name = "N", default_value_t = 256)]
+    pub kernel_batch: u32,
     /// Stop after N frames (tests, exact counts).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
@@ -89,13 +98,65 @@ pub struct Args {
     pub seed: Option<u64>,
 }
 
+/// Packets per live-ring system call when `--repeat` is not given: about 50 ms of traffic at
+/// the asked rate (a call costs a fixed few ms besides its packets: see
+/// scripts/bench-replay.sh), 1 Mi at top speed.
+fn ring_repeat(pace: Pace) -> u32 {
+    let k = match pace {
+        Pace::Pps(r) => r / 20,
+        Pace::BitsPerSec(b) => b / (214 * 8) / 20,
+        Pace::TopSpeed | Pace::Timeline => 1 << 20,
+    };
+    k.clamp(256, 1 << 20) as u32
+}
+
+fn ring_sender(
+    args: &Args,
+    iface: &str,
+    pace: Pace,
+    source: &mut dyn FrameSource,
+) -> anyhow::Result<(Box<dyn Sender>, u32)> {
+    if pace == Pace::Timeline {
+        bail!("--sender live-ring needs --pps, --mbps or --topspeed (it cannot follow a timeline)");
+    }
+    let k = args.repeat.unwrap_or_else(|| ring_repeat(pace));
+    let s = RingSender::open(
+        iface,
+        xdprec_probe::REPLAY_TX_OBJECT,
+        source,
+        args.ring_frames,
+    )?
+    .with_repeat(k)
+    .with_kernel_batch(args.kernel_batch);
+    log::info!(
+        "sender: live-ring (BPF_PROG_RUN live frames of {} distinct templates, {} RTP, cycled; \
+         {} packets per call, kernel batch {}; {} source frames over 256 bytes skipped; \
+         XDP_TX out of {iface}, a veth peer needs XDP or GRO on)",
+        s.templates(),
+        s.rtp_templates,
+        k,
+        args.kernel_batch.clamp(1, 256),
+        s.skipped_long
+    );
+    if s.unpatched_rtp > 0 {
+        log::warn!(
+            "live-ring: {} RTP templates are repeated unpatched (too many streams)",
+            s.unpatched_rtp
+        );
+    }
+    Ok((Box::new(s), k))
+}
+
 fn parse_sender(s: &str) -> Result<SenderKind, String> {
     match s {
         "auto" => Ok(SenderKind::Auto),
         "live" => Ok(SenderKind::Live),
         "afxdp" => Ok(SenderKind::AfXdp),
         "packet" => Ok(SenderKind::Packet),
-        _ => Err(format!("`{s}`: give auto, live, afxdp or packet")),
+        "live-ring" => Ok(SenderKind::LiveRing),
+        _ => Err(format!(
+            "`{s}`: give auto, live, live-ring, afxdp or packet"
+        )),
     }
 }
 
@@ -121,6 +182,7 @@ fn open_sender(kind: SenderKind, iface: &str, repeat: u32) -> anyhow::Result<Box
             );
             Box::new(s)
         }
+        SenderKind::LiveRing => unreachable!("live-ring is opened by ring_sender"),
         SenderKind::AfXdp => bail!(
             "--sender afxdp is not implemented; use --sender live (veth, XDP drivers) or packet"
         ),
@@ -216,13 +278,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Box::new(Synth::new(cfg)?)
     };
 
+    let mut count = args.count;
     let mut sender: Box<dyn Sender> = match (&args.iface, &args.write_pcap) {
+        (Some(iface), None) if args.sender == SenderKind::LiveRing => {
+            let (s, k) = ring_sender(&args, iface, pace, source.as_mut())?;
+            // The templates are in the kernel; the runner's source only paces the calls.
+            source = Box::new(Ticks);
+            count = count.map(|c| c.div_ceil(u64::from(k)));
+            s
+        }
+        (_, Some(_)) if args.sender == SenderKind::LiveRing => {
+            bail!(
+                "--sender live-ring sends templates from the kernel: --write-pcap is not supported"
+            )
+        }
         (None, Some(out)) => {
             log::info!("sender: none (writing {} only)", out.display());
             Box::new(PcapSender::create(out)?)
         }
         (Some(iface), out) => {
-            let primary = open_sender(args.sender, iface, args.repeat)?;
+            let primary = open_sender(args.sender, iface, args.repeat.unwrap_or(1))?;
             match out {
                 Some(out) => Box::new(Tee {
                     primary,
@@ -238,7 +313,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let stop = stop_on_signals().context("installing the SIGINT/SIGTERM handler")?;
     let limits = Limits {
         duration_ns: if write_only { None } else { duration_ns },
-        frames_max: args.count,
+        frames_max: count,
     };
     let clock = MonotonicClock::new();
     let s = xdprec_replay::run(

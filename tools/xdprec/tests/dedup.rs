@@ -128,7 +128,11 @@ fn every_frame_twice_is_stored_once_and_retransmissions_are_kept() {
     let text = import(&pcap, &store, &[]);
     let got = stored(&store);
     assert_eq!(got.len(), usize::from(n) + 10, "{text}");
-    assert_eq!(number_after(&text, "duplicates dropped"), u64::from(n), "{text}");
+    assert_eq!(
+        number_after(&text, "duplicates dropped"),
+        u64::from(n),
+        "{text}"
+    );
     // The first copy is the one stored.
     assert!(got.iter().all(|f| f[5] == 1), "a mirror copy was stored");
 
@@ -152,7 +156,8 @@ fn copies_farther_apart_than_the_window_are_kept() {
             let a = rtp(i, 64, 1);
             w.write_packet(ts, a.len() as u32, &a).unwrap();
             // 300 ms later: beyond two 50 ms windows.
-            w.write_packet(ts + 300_000_000, a.len() as u32, &a).unwrap();
+            w.write_packet(ts + 300_000_000, a.len() as u32, &a)
+                .unwrap();
         }
     }
     let store = dir.join("store");

@@ -161,103 +161,143 @@ fn missing(rtp: &mut HashMap<u32, Vec<u16>>) -> u64 {
     n
 }
 
+/// Tests here share the CPU-heavy traffic: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A namespace with a veth pair, a bpffs mounted outside /sys, a lock directory, a store.
+struct Rig {
+    dir: PathBuf,
+    bpffs: PathBuf,
+    run_dir: PathBuf,
+    store: PathBuf,
+    veth: Veth,
+    // Drop order: unmount before the namespace goes.
+    _mount: Mount,
+    ns: Netns,
+}
+
+impl Rig {
+    fn new(tag: &str) -> Rig {
+        let dir = std::env::temp_dir().join(format!("xdprec-standby-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let bpffs = dir.join("bpffs");
+        std::fs::create_dir_all(&bpffs).unwrap();
+        sh(&["mount", "-t", "bpf", "bpf", bpffs.to_str().unwrap()]);
+        let mount = Mount(bpffs.clone());
+        let ns = Netns::new();
+        let mut veth = Veth::new(1);
+        veth.move_a(&ns);
+        veth.move_b(&ns);
+        for k in ["all", "default"] {
+            let _ = run(&[
+                "ip",
+                "netns",
+                "exec",
+                ns.name(),
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
+            ]);
+        }
+        for end in [&veth.a, &veth.b] {
+            ns.exec(&["ip", "link", "set", end, "up"]);
+        }
+        Rig {
+            run_dir: dir.join("run"),
+            store: dir.join("store"),
+            dir,
+            bpffs,
+            veth,
+            _mount: mount,
+            ns,
+        }
+    }
+
+    fn capture(&self, role: &str, recorder: &str, log: &str, extra: &[&str]) -> Proc {
+        let mut args: Vec<String> = vec![
+            "capture".into(),
+            role.into(),
+            "--iface".into(),
+            self.veth.a.clone(),
+            "--store".into(),
+            self.store.display().to_string(),
+            "--recorder".into(),
+            recorder.into(),
+            "--ring-size".into(),
+            "8192".into(),
+            "--bpffs".into(),
+            self.bpffs.display().to_string(),
+            "--run-dir".into(),
+            self.run_dir.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Proc::spawn(&self.ns, &refs, self.dir.join(log))
+    }
+
+    fn sender(&self, pps: u64, secs: u32) -> Proc {
+        Proc::spawn(
+            &self.ns,
+            &[
+                "replay",
+                "--iface",
+                &self.veth.b,
+                "--synth",
+                "1000",
+                "--pps",
+                &pps.to_string(),
+                "--duration",
+                &secs.to_string(),
+                "--sender",
+                "packet",
+            ],
+            self.dir.join(format!("sender-{pps}.log")),
+        )
+    }
+
+    /// Waits until `p` runs as the active (its stats file, its pid) under `recorder`.
+    fn wait_active(&self, p: &mut Proc, recorder: &str) {
+        let pid = u64::from(p.child.id());
+        wait_until(30, "an active capture", || {
+            assert!(p.alive(), "capture exited:\n{}", p.log_text());
+            snap(&self.store, recorder, &self.veth.a).is_some_and(|s| s.pid == pid && s.seq >= 2)
+        });
+    }
+
+    fn wait_standby(&self, p: &mut Proc) {
+        wait_until(30, "a waiting standby", || {
+            assert!(p.alive(), "standby exited:\n{}", p.log_text());
+            p.log_text().contains("standby: waiting")
+        });
+    }
+}
+
 #[test]
 fn standby_takes_over_after_kill_9() {
     if !require_privileges("standby_takes_over_after_kill_9") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("xdprec-standby-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let bpffs = dir.join("bpffs");
-    std::fs::create_dir_all(&bpffs).unwrap();
-    sh(&["mount", "-t", "bpf", "bpf", bpffs.to_str().unwrap()]);
-    let _mount = Mount(bpffs.clone());
-    let run_dir = dir.join("run");
-    let store = dir.join("store");
-
-    let ns = Netns::new();
-    let mut veth = Veth::new(1);
-    veth.move_a(&ns);
-    veth.move_b(&ns);
-    for k in ["all", "default"] {
-        let _ = run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns.name(),
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
-        ]);
-    }
-    for end in [&veth.a, &veth.b] {
-        ns.exec(&["ip", "link", "set", end, "up"]);
-    }
-    let iface = veth.a.clone();
-    let common = |role: &str| -> Vec<String> {
-        vec![
-            "capture".into(),
-            role.into(),
-            "--iface".into(),
-            iface.clone(),
-            "--store".into(),
-            store.display().to_string(),
-            "--recorder".into(),
-            "ha".into(),
-            "--ring-size".into(),
-            "8192".into(),
-            "--bpffs".into(),
-            bpffs.display().to_string(),
-            "--run-dir".into(),
-            run_dir.display().to_string(),
-            "--rtp-ports".into(),
-            "1024-65535".into(),
-        ]
-    };
-    let a_args = common("--ha");
-    let a_refs: Vec<&str> = a_args.iter().map(String::as_str).collect();
-    let mut active = Proc::spawn(&ns, &a_refs, dir.join("active.log"));
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new("kill9");
+    let (store, bpffs, dir) = (rig.store.clone(), rig.bpffs.clone(), rig.dir.clone());
+    let iface = rig.veth.a.clone();
+    let mut active = rig.capture("--ha", "ha", "active.log", &[]);
+    rig.wait_active(&mut active, "ha");
     let apid = u64::from(active.child.id());
-    wait_until(30, "the active capture", || {
-        assert!(active.alive(), "active exited:\n{}", active.log_text());
-        snap(&store, "ha", &iface).is_some_and(|s| s.pid == apid && s.seq >= 2)
-    });
-    let s_args = common("--standby");
-    let s_refs: Vec<&str> = s_args.iter().map(String::as_str).collect();
-    let mut standby = Proc::spawn(&ns, &s_refs, dir.join("standby.log"));
-    wait_until(30, "the standby", || {
-        assert!(standby.alive(), "standby exited:\n{}", standby.log_text());
-        standby.log_text().contains("standby: waiting")
-    });
+    let mut standby = rig.capture("--standby", "ha", "standby.log", &[]);
+    rig.wait_standby(&mut standby);
     // A second active is refused while the first holds the lock.
-    let out = ns.command(BIN).args(&a_refs).output().unwrap();
-    assert!(!out.status.success());
+    let mut second = rig.capture("--ha", "other", "second.log", &[]);
+    assert!(!second.wait_exit(30), "a second active started");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("another capture is active"),
+        second.log_text().contains("another capture is active"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        second.log_text()
     );
 
     // ~100 kpps for 4 s: 1000 synthetic calls, paced.
-    let sender_log = dir.join("sender.log");
-    let mut sender = Proc::spawn(
-        &ns,
-        &[
-            "replay",
-            "--iface",
-            &veth.b,
-            "--synth",
-            "1000",
-            "--pps",
-            &PPS.to_string(),
-            "--duration",
-            "4",
-            "--sender",
-            "packet",
-        ],
-        sender_log,
-    );
+    let mut sender = rig.sender(PPS, 4);
     wait_until(20, "traffic at the active", || {
         snap(&store, "ha", &iface).is_some_and(|s| s.get(Field::Written) > 50_000)
     });
@@ -265,7 +305,11 @@ fn standby_takes_over_after_kill_9() {
     sh(&["kill", "-9", &apid.to_string()]);
     let kill_ns = now_ns();
     let _ = active.child.wait();
-    assert!(sender.wait_exit(60), "sender failed:\n{}", sender.log_text());
+    assert!(
+        sender.wait_exit(60),
+        "sender failed:\n{}",
+        sender.log_text()
+    );
     let sb = "ha.sb";
     wait_until(30, "records of the standby", || {
         snap(&store, sb, &iface).is_some_and(|s| s.get(Field::Written) > 0)
@@ -297,23 +341,23 @@ fn standby_takes_over_after_kill_9() {
         .unwrap_or_default()
         .to_string();
     let gap_ms = b.first_ns.saturating_sub(a.last_ns) as f64 / 1e6;
-    let drops = |s: &Snapshot| {
-        s.get(Field::XskRingFull) + s.get(Field::XskFillEmpty) + s.get(Field::XskRxDropped)
-    };
+    // rx_dropped includes the fill-ring-empty drops; ring-full ones are apart.
+    let drops = |s: &Snapshot| s.get(Field::XskRingFull) + s.get(Field::XskRxDropped);
     eprintln!(
         "STANDBY: {sent_line}\nSTANDBY: active stored {} records (written {} before the kill), \
          standby stored {}; probe redirected {redirected}, no_socket {no_socket} \
          (= {:.1} ms at {PPS} pps); time gap last-active -> first-standby record {gap_ms:.1} ms \
          (kill at +{:.1} ms after the active's last record); RTP seqs missing over both stores \
-         {lost_rtp}; standby socket drops {}\nSTANDBY: {}",
+         {lost_rtp}; socket drops: active before the kill {}, standby {}\nSTANDBY: {}",
         a.records,
         before_kill.get(Field::Written),
         b.records,
         no_socket as f64 * 1e3 / PPS as f64,
         kill_ns.saturating_sub(a.last_ns) as f64 / 1e6,
+        drops(&before_kill),
         drops(&last),
         slog.lines()
-            .filter(|l| ["took over", "gone", "probes opened", "bound after"]
+            .filter(|l| ["took over", "gone", "probes opened", "socket bound"]
                 .iter()
                 .any(|k| l.contains(k)))
             .collect::<Vec<_>>()
@@ -328,4 +372,104 @@ fn standby_takes_over_after_kill_9() {
     assert!(no_socket < 2 * PPS, "no_socket {no_socket}");
     assert!(gap_ms < 2000.0, "gap {gap_ms} ms");
     let _ = std::fs::remove_dir_all(&dir);
+    drop(rig);
+}
+
+#[test]
+fn hung_active_is_replaced_and_a_clean_exit_hands_over() {
+    if !require_privileges("hung_active_is_replaced_and_a_clean_exit_hands_over") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new("hung");
+    let iface = rig.veth.a.clone();
+    let mut active = rig.capture("--ha", "hb", "active.log", &[]);
+    rig.wait_active(&mut active, "hb");
+    let apid = active.child.id();
+    let mut standby = rig.capture(
+        "--standby",
+        "hb",
+        "standby.log",
+        &["--heartbeat-timeout-ms", "300"],
+    );
+    rig.wait_standby(&mut standby);
+    let mut sender = rig.sender(5_000, 8);
+    wait_until(20, "traffic at the active", || {
+        snap(&rig.store, "hb", &iface).is_some_and(|s| s.get(Field::Written) > 1000)
+    });
+    // A hung active: stopped, its sockets still bound. The standby must kill it.
+    sh(&["kill", "-STOP", &apid.to_string()]);
+    wait_until(20, "the standby to replace the hung active", || {
+        snap(&rig.store, "hb.sb", &iface).is_some_and(|s| s.get(Field::Written) > 500)
+    });
+    let _ = active.child.wait();
+    let slog = standby.log_text();
+    assert!(slog.contains("is hung"), "{slog}");
+    assert!(slog.contains("took over"), "{slog}");
+
+    // The crashed active comes back as a standby: it must record as `hb` (the active is
+    // `hb.sb`). Then a clean stop of `hb.sb` hands over to it, the probe staying attached.
+    let mut back = rig.capture("--standby", "hb", "back.log", &[]);
+    rig.wait_standby(&mut back);
+    sh(&["kill", "-INT", &standby.child.id().to_string()]);
+    assert!(standby.wait_exit(60), "{}", standby.log_text());
+    assert!(
+        standby.log_text().contains("a standby is waiting"),
+        "{}",
+        standby.log_text()
+    );
+    let back_pid = u64::from(back.child.id());
+    wait_until(20, "the restarted capture to take over", || {
+        snap(&rig.store, "hb", &iface)
+            .is_some_and(|s| s.pid == back_pid && s.get(Field::Written) > 500)
+    });
+    assert!(sender.wait_exit(60), "{}", sender.log_text());
+    sh(&["kill", "-INT", &back.child.id().to_string()]);
+    assert!(back.wait_exit(60), "{}", back.log_text());
+    assert!(!rig.bpffs.join("xdprec").join(&iface).join("link").exists());
+    let mut rtp = HashMap::new();
+    let a = stored(&rig.store, "hb", &mut rtp);
+    let b = stored(&rig.store, "hb.sb", &mut rtp);
+    eprintln!(
+        "HUNG: hb stored {} records, hb.sb {}; RTP seqs missing {}",
+        a.records,
+        b.records,
+        missing(&mut rtp)
+    );
+    assert!(a.records > 1000 && b.records > 500);
+    let _ = std::fs::remove_dir_all(&rig.dir);
+}
+
+#[test]
+fn stale_pins_of_a_crashed_active_are_cleared() {
+    if !require_privileges("stale_pins_of_a_crashed_active_are_cleared") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new("stale");
+    let iface = rig.veth.a.clone();
+    let mut first = rig.capture("--ha", "st", "first.log", &[]);
+    rig.wait_active(&mut first, "st");
+    sh(&["kill", "-9", &first.child.id().to_string()]);
+    let _ = first.child.wait();
+    // No standby: the pinned probe stays attached, steering into an empty XSKMAP.
+    let link = rig.bpffs.join("xdprec").join(&iface).join("link");
+    assert!(link.exists(), "the crashed active's link pin is gone");
+    let mut next = rig.capture("--ha", "st", "next.log", &[]);
+    rig.wait_active(&mut next, "st");
+    assert!(
+        next.log_text().contains("removed stale probe pins"),
+        "{}",
+        next.log_text()
+    );
+    let mut sender = rig.sender(5_000, 2);
+    assert!(sender.wait_exit(60), "{}", sender.log_text());
+    let pid = u64::from(next.child.id());
+    wait_until(20, "records of the restarted active", || {
+        snap(&rig.store, "st", &iface).is_some_and(|s| s.pid == pid && s.get(Field::Written) > 1000)
+    });
+    sh(&["kill", "-INT", &next.child.id().to_string()]);
+    assert!(next.wait_exit(60), "{}", next.log_text());
+    assert!(!link.exists(), "a clean exit with no standby leaves pins");
+    let _ = std::fs::remove_dir_all(&rig.dir);
 }
