@@ -1,100 +1,252 @@
 #!/usr/bin/env bash
-# Capture benchmark (issue "Capture", item 9): the highest offered rate of 214-byte RTP frames
-# (G.711, 20 ms) that `xdprec capture` records with zero loss on a veth pair, and in the same run
-# the same figure for `tcpdump -w` on the same interface. Sender and receiver are pinned to
-# different cores. 10 s per step by default. Prints a markdown table (and appends it to
-# benches/RESULTS.md with --commit-results).
+# Capture benchmark: the highest rate of distinct 214-byte RTP frames (G.711, 20 ms) that
+# `xdprec capture` records with zero loss on a veth pair, and in the same run the same figure
+# for `tcpdump -w` on the same interface (no probe attached). Prints a markdown report.
 #
-# Usage: sudo scripts/bench-capture.sh [--steps "250000 500000 ..."] [--secs 10] [--commit-results]
+# Usage: sudo scripts/bench-capture.sh [--steps "250000 500000 ..."] [--secs 10] [--runs 1]
+#          [--capture-args "--ring-size 32768 ..."] [--no-rt] [--only xdprec|tcpdump]
+#
+# Setup: a network namespace with a veth pair A (sender) -- B (capture), made here and removed
+# by a trap. The sender is `xdprec replay --sender live-ring` (BPF_PROG_RUN live frames of
+# 65536 distinct templates, paced in the kernel) on core 0; the capture (or tcpdump) runs on
+# core 1. On veth the receive side's kernel work (veth NAPI, the probe, the copy into the
+# AF_XDP ring; or skb allocation and the packet tap for tcpdump) runs on the SENDER's core:
+# "one capture core" here means the user-space recorder's core. Both the sender and the
+# recorder run SCHED_FIFO 50 (unless --no-rt) so that other work on this shared machine does
+# not preempt them; tcpdump gets the same. The capture runs with --dedup-window-ms 0: the
+# sender cycles through its templates (one pass is 44 ms at 1.5 Mpps; RTP sequence numbers move
+# on in each pass, but the dedup fingerprint must not see old passes).
+#
+# Per step and system: frames sent (the sender's count), frames recorded (xdprec: `written` of
+# the capture's own summary; tcpdump: packets in its file, by capinfos), and drops by cause:
+# the sender veth's tx_dropped (its peer's 256-frame XDP ring), the probe's no_socket /
+# redirect_failed / dropped, the AF_XDP socket's ring-full and fill-ring-empty counts, the
+# writer's disk-full / write errors; for tcpdump its "dropped by kernel", B's rx_dropped and
+# the softnet backlog drops. A step is zero-loss when recorded == sent in every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
-STEPS="250000 500000 750000 1000000 1250000 1500000 1750000 2000000"
+STEPS="250000 500000 750000 1000000 1250000 1500000 1750000 2000000 2500000"
 SECS=10
-COMMIT=0
+RUNS=1
+CAPTURE_ARGS=""
+RT=1
+ONLY=""
 while [ $# -gt 0 ]; do
-  case "$1" in
+    case "$1" in
     --steps) STEPS="$2"; shift 2 ;;
     --secs) SECS="$2"; shift 2 ;;
-    --commit-results) COMMIT=1; shift ;;
+    --runs) RUNS="$2"; shift 2 ;;
+    --capture-args) CAPTURE_ARGS="$2"; shift 2 ;;
+    --no-rt) RT=0; shift ;;
+    --only) ONLY="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
+    esac
 done
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
-bash scripts/setup.sh >/dev/null
-cargo build --release --quiet -p xdprec
-XDPREC="$PWD/target/release/xdprec"
-NCPU=$(nproc)
+for t in ip ethtool tcpdump capinfos taskset chrt python3; do
+    command -v "$t" >/dev/null || { echo "needs $t (scripts/setup.sh)" >&2; exit 1; }
+done
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ -z "${XDPREC_BIN:-}" ]; then
+    cargo build --release -q -p xdprec
+fi
+BIN=${XDPREC_BIN:-$TARGET/release/xdprec}
 SEND_CPU=0
-RECV_CPU=$(( NCPU > 1 ? 1 : 0 ))
+RECV_CPU=$(( $(nproc) > 1 ? 1 : 0 ))
+if [ "$RT" = 1 ]; then PRIO=(chrt -f 50); else PRIO=(); fi
 
-ns="xdprb$$"; a="xba$$"; b="xbb$$"
-work=$(mktemp -d /tmp/xdprec-bench.XXXXXX)
+NS=xcb$$
+A=cbA$$
+B=cbB$$
+WORK=$(mktemp -d /tmp/xdprec-capbench.XXXXXX)
+CAP_PID=""
 cleanup() {
-  pkill -f "$work" 2>/dev/null || true
-  ip link del "$a" 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
+    [ -n "$CAP_PID" ] && kill -9 "$CAP_PID" 2>/dev/null || true
+    ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$NS" 2>/dev/null || true
+    rm -rf "$WORK"
 }
 trap cleanup EXIT
-ip netns add "$ns"
-ip link add "$a" type veth peer name "$b"
-ip link set "$b" netns "$ns"
-ip link set "$a" up
-ip -n "$ns" link set "$b" up
-ip -n "$ns" link set lo up
 
-rx_packets() { cat "/sys/class/net/$a/statistics/rx_packets"; }
-
-# Sends SECS seconds at a rate from the namespace; prints the number of frames sent.
-send() {
-  local pps=$1
-  ip netns exec "$ns" taskset -c "$SEND_CPU" "$XDPREC" replay --iface "$b" --synth 20000 \
-    --pps "$pps" --duration "$SECS" --sender live --summary-json 2>/dev/null | tail -1 |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["packets"])'
-}
-
-# xdprec: records counted from the store after capture stops.
-run_xdprec() {
-  local pps=$1 store="$work/store-$1"
-  taskset -c "$RECV_CPU" "$XDPREC" capture --iface "$a" --store "$store" --recorder bench \
-    --cores "$RECV_CPU" --xdp-mode native >"$work/capture-$pps.log" 2>&1 &
-  local pid=$!
-  sleep 2
-  local sent; sent=$(send "$pps")
-  sleep 1
-  kill -INT "$pid"; wait "$pid" || true
-  local got; got=$("$XDPREC" capture --count-records --store "$store" 2>/dev/null || echo 0)
-  local segs; segs=$(find "$store" -name '*.xseg*' | wc -l)
-  echo "$sent $got $segs"
-}
-
-# tcpdump -w on the same interface, without the probe.
-run_tcpdump() {
-  local pps=$1 out="$work/td-$1.pcap"
-  taskset -c "$RECV_CPU" tcpdump -i "$a" -w "$out" -B 262144 -n -q udp 2>"$work/td-$pps.log" &
-  local pid=$!
-  sleep 2
-  local sent; sent=$(send "$pps")
-  sleep 1
-  kill -INT "$pid"; wait "$pid" || true
-  local got; got=$(tcpdump -r "$out" -n -q 2>/dev/null | wc -l)
-  echo "$sent $got"
-}
-
-echo "| offered pps | xdprec sent | xdprec recorded | loss | segments | tcpdump sent | tcpdump recorded | loss |"
-echo "|---|---|---|---|---|---|---|---|"
-best_x=0; best_t=0
-for pps in $STEPS; do
-  read -r xs xg segs < <(run_xdprec "$pps")
-  read -r ts tg < <(run_tcpdump "$pps")
-  xl=$(( xs - xg )); tl=$(( ts - tg ))
-  echo "| $pps | $xs | $xg | $xl | $segs | $ts | $tg | $tl |"
-  [ "$xl" -le 0 ] && [ "$xs" -gt 0 ] && best_x=$pps
-  [ "$tl" -le 0 ] && [ "$ts" -gt 0 ] && best_t=$pps
+ip netns add "$NS"
+ip -n "$NS" link add "$A" type veth peer name "$B"
+nsx() { ip netns exec "$NS" "$@"; }
+for d in "$A" "$B"; do
+    nsx sysctl -qw "net.ipv6.conf.$d.disable_ipv6=1"
+    ip -n "$NS" link set "$d" up
 done
-ratio=$(python3 -c "print(f'{$best_x/$best_t:.2f}' if $best_t else 'inf')")
-summary="Highest zero-loss rate: xdprec $best_x pps, tcpdump -w $best_t pps, ratio $ratio. Machine: $(nproc) vCPU, $(uname -r); $(date -u +%F); commit $(git rev-parse --short HEAD)."
+ip -n "$NS" link set lo up
+# Live frames reach B only through NAPI: an XDP program (xdprec) or GRO (tcpdump) on B.
+nsx ethtool -K "$B" gro on >/dev/null
+
+ctr() { nsx cat "/sys/class/net/$1/statistics/$2"; }
+softnet_drops() {
+    local s=0 _a d _r
+    while read -r _a d _r; do s=$((s + 16#$d)); done </proc/net/softnet_stat
+    echo "$s"
+}
+
+# send RATE SEED: prints "sent secs tx_dropped"
+send() {
+    local rate=$1 seed=$2 out
+    out=$(nsx taskset -c "$SEND_CPU" "${PRIO[@]}" timeout $((SECS + 60)) "$BIN" replay \
+        --iface "$A" --synth 15000 --cps 1000000 --call-secs 60 --sender live-ring \
+        --pps "$rate" --duration "$SECS" --seed "$seed" 2>&1) || {
+        echo "replay failed: $out" >&2
+        return 1
+    }
+    local n s d
+    n=$(echo "$out" | sed -n 's/.*sender live-ring: \([0-9]*\) packets.*/\1/p' | tail -1)
+    s=$(echo "$out" | sed -n 's/.* bytes in \([0-9.]*\) s = .*/\1/p' | tail -1)
+    d=$(echo "$out" | sed -n 's/.*tx_dropped +\([0-9]*\).*/\1/p' | tail -1)
+    echo "${n:-0} ${s:-0} ${d:-0}"
+}
+
+# run_xdprec RATE SEED: prints "sent secs written drops(ring_full fill_empty no_socket
+# redirect_failed probe_dropped disk_full write_errors tx_dropped) segments rss_kb hwm_kb"
+run_xdprec() {
+    local rate=$1 seed=$2 store="$WORK/store"
+    rm -rf "$store"
+    # shellcheck disable=SC2086
+    nsx taskset -c "$RECV_CPU" "${PRIO[@]}" "$BIN" capture --iface "$B" --store "$store" \
+        --recorder bench --cores "$RECV_CPU" --xdp-mode native --dedup-window-ms 0 \
+        $CAPTURE_ARGS >"$WORK/capture.log" 2>&1 &
+    CAP_PID=$!
+    for _ in $(seq 100); do
+        grep -q "capture thread(s) running" "$WORK/capture.log" && break
+        kill -0 "$CAP_PID" 2>/dev/null || { cat "$WORK/capture.log" >&2; return 1; }
+        sleep 0.1
+    done
+    sleep 0.5
+    local sent secs txd
+    read -r sent secs txd < <(send "$rate" "$seed")
+    sleep 1
+    "$BIN" stat --store "$store" --json --count 1 --interval 0.2 >"$WORK/stat.json"
+    local rss hwm
+    rss=$(awk '/^VmRSS/ {print $2}' "/proc/$CAP_PID/status")
+    hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$CAP_PID/status")
+    kill -INT "$CAP_PID"
+    wait "$CAP_PID" || true
+    CAP_PID=""
+    local segs
+    segs=$(find "$store/segments" -name '*.xseg' | wc -l)
+    python3 - "$WORK/stat.json" "$WORK/capture.log" "$sent" "$secs" "$txd" "$segs" "$rss" "$hwm" <<'EOF'
+import json, re, sys
+stat, log, sent, secs, txd, segs, rss, hwm = sys.argv[1:]
+row = {}
+for line in open(stat):
+    line = line.strip()
+    if line.startswith("{"):
+        row = json.loads(line)
+p = row.get("probe", {})
+m = re.search(r"written (\d+) .*ring full (\d+) fill empty (\d+) invalid (\d+) disk full (\d+) write errors (\d+)",
+              open(log).read())
+written, ring_full, fill_empty, _inv, disk_full, werr = (int(x) for x in m.groups()) if m else (0,) * 6
+print(sent, secs, written, ring_full, fill_empty, p.get("no_socket", 0), p.get("redirect_failed", 0),
+      p.get("dropped", 0), disk_full, werr, txd, segs, rss, hwm)
+EOF
+    rm -rf "$store"
+}
+
+# run_tcpdump RATE SEED: prints "sent secs recorded kernel_dropped rx_dropped softnet tx_dropped"
+run_tcpdump() {
+    local rate=$1 seed=$2 out="$WORK/td.pcap"
+    rm -f "$out"
+    nsx taskset -c "$RECV_CPU" "${PRIO[@]}" tcpdump -i "$B" -n -s 0 -B 131072 -w "$out" \
+        2>"$WORK/td.log" &
+    CAP_PID=$!
+    for _ in $(seq 100); do
+        [ -s "$out" ] && break
+        sleep 0.1
+    done
+    sleep 0.5
+    local rxd0 sn0 sent secs txd
+    rxd0=$(ctr "$B" rx_dropped)
+    sn0=$(softnet_drops)
+    read -r sent secs txd < <(send "$rate" "$seed")
+    sleep 1
+    kill -INT "$CAP_PID"
+    wait "$CAP_PID" || true
+    CAP_PID=""
+    local rec kd
+    rec=$(capinfos -c -M "$out" 2>/dev/null | sed -n 's/^Number of packets: *\([0-9]*\).*/\1/p')
+    kd=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$WORK/td.log")
+    echo "$sent $secs ${rec:-0} ${kd:-0} $(( $(ctr "$B" rx_dropped) - rxd0 )) $(( $(softnet_drops) - sn0 )) $txd"
+    rm -f "$out"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+declare -A X T
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+RSS_LINE=""
+for run in $(seq "$RUNS"); do
+    for rate in $STEPS; do
+        if [ "$ONLY" != tcpdump ]; then
+            X[$rate,$run]=$(run_xdprec "$rate" "$run")
+            echo "xdprec  $rate run $run: ${X[$rate,$run]}" >&2
+        fi
+        if [ "$ONLY" != xdprec ]; then
+            T[$rate,$run]=$(run_tcpdump "$rate" "$run")
+            echo "tcpdump $rate run $run: ${T[$rate,$run]}" >&2
+        fi
+    done
+done
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+echo "## Capture: xdprec vs tcpdump -w, 214-byte RTP frames on veth"
 echo
-echo "$summary"
+echo "machine: $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r);" \
+    "date $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "(+ $(git status --porcelain 2>/dev/null | wc -l) uncommitted files); load average before $LOAD0, after $LOAD1"
+echo "steps of $SECS s, $RUNS run(s) each; sender core $SEND_CPU, recorder core $RECV_CPU;" \
+    "SCHED_FIFO: $([ "$RT" = 1 ] && echo yes || echo no); capture args: --dedup-window-ms 0 $CAPTURE_ARGS"
+echo
+echo "Per step: medians over runs; loss = sent - recorded (worst run in brackets)."
+echo
+echo "| asked pps | xdprec sent pps | recorded | loss (worst) | ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | tcpdump sent pps | recorded | loss (worst) | kernel dropped | rx_dropped | softnet | veth tx_dropped |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+best_x=0
+best_t=0
+for rate in $STEPS; do
+    line="| $rate "
+    if [ "$ONLY" != tcpdump ]; then
+        xr=$(for r in $(seq "$RUNS"); do echo "${X[$rate,$r]}"; done)
+        pps=$(echo "$xr" | awk '{printf "%.0f\n", $1 / $2}' | median)
+        rec=$(echo "$xr" | awk '{print $3}' | median)
+        loss=$(echo "$xr" | awk '{print $1 - $3}' | median)
+        worst=$(echo "$xr" | awk '{print $1 - $3}' | sort -n | tail -1)
+        col() { echo "$xr" | awk "{print $1}" | median; }
+        line+="| $pps | $rec | $loss ($worst) | $(col '$4') | $(col '$5') | $(col '$6+$7+$8') | $(col '$11') | $(col '$12') "
+        if [ "$worst" -le 0 ] && [ "$(echo "$xr" | awk '{print $1}' | sort -n | head -1)" -gt 0 ]; then
+            [ "$pps" -gt "$best_x" ] && best_x=$pps
+        fi
+        last_x="$xr"
+    else
+        line+="| - | - | - | - | - | - | - | - "
+    fi
+    if [ "$ONLY" != xdprec ]; then
+        tr_=$(for r in $(seq "$RUNS"); do echo "${T[$rate,$r]}"; done)
+        pps=$(echo "$tr_" | awk '{printf "%.0f\n", $1 / $2}' | median)
+        rec=$(echo "$tr_" | awk '{print $3}' | median)
+        loss=$(echo "$tr_" | awk '{print $1 - $3}' | median)
+        worst=$(echo "$tr_" | awk '{print $1 - $3}' | sort -n | tail -1)
+        colt() { echo "$tr_" | awk "{print $1}" | median; }
+        line+="| $pps | $rec | $loss ($worst) | $(colt '$4') | $(colt '$5') | $(colt '$6') | $(colt '$7') |"
+        if [ "$worst" -le 0 ] && [ "$(echo "$tr_" | awk '{print $1}' | sort -n | head -1)" -gt 0 ]; then
+            [ "$pps" -gt "$best_t" ] && best_t=$pps
+        fi
+    else
+        line+="| - | - | - | - | - | - | - |"
+    fi
+    echo "$line"
+done
+echo
+ratio=$(python3 -c "print(f'{$best_x/$best_t:.2f}' if $best_t else 'n/a')")
+echo "Highest sent rate with zero loss in every run: xdprec $best_x pps, tcpdump -w $best_t pps; ratio xdprec/tcpdump $ratio."
+if [ -n "${last_x:-}" ]; then
+    echo "$last_x" | tail -1 | awk '{printf "xdprec capture memory at the end of the last step: VmRSS %.0f MiB, VmHWM %.0f MiB.\n", $13 / 1024, $14 / 1024}'
+fi

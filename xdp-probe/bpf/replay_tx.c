@@ -21,6 +21,13 @@
  * repeating; frames that are not RTP (SIP, RTCP) repeat as they are every n packets. The RTP
  * templates carry UDP checksum 0 (IPv4), so patching them keeps them valid.
  *
+ * Pacing: with state[2] = interval_ps != 0 the program waits (spinning on bpf_ktime_get_ns in
+ * bpf_loop) until packet j of the run is due at t0 + j * interval_ps / 1000, t0 being the
+ * time of the run's first packet (user space zeroes state[3] before each run; state[4] keeps
+ * the counter at t0). The kernel transmits at the end of each inner batch (batch_size frames
+ * of the live-frames run), so the stream is even at the scale of one batch. Without it a run
+ * goes out as fast as the CPU allows, a burst of repeat frames.
+ *
  * One sender at a time: the counter is a plain read-modify-write (a run stays on one CPU).
  *
  * Template layout (native endian, 272 bytes; tools/replay/src/sender.rs writes it):
@@ -50,13 +57,23 @@ struct {
 	__type(value, struct replay_frame);
 } xdprec_replay_frames SEC(".maps");
 
-/* [0]: frames sent so far (the next one to send), [1]: templates loaded (n). */
+/* [0]: frames sent so far (the next one to send), [1]: templates loaded (n),
+ * [2]: pacing interval in ps (0: none), [3]: t0 in ns of this run (0: not yet), [4]: the
+ * counter at t0. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64[2]);
+	__type(value, __u64[5]);
 } xdprec_replay_state SEC(".maps");
+
+/* Spin waits are bounded: 1<<22 clock reads (about 0.1 s). */
+#define PACE_SPINS_MAX (1 << 22)
+
+static long spin_until(__u32 idx, void *arg)
+{
+	return bpf_ktime_get_ns() >= *(__u64 *)arg ? 1 : 0;
+}
 
 SEC("xdp")
 int xdprec_replay_tx(struct xdp_md *ctx)
@@ -76,6 +93,17 @@ int xdprec_replay_ring(struct xdp_md *ctx)
 		return XDP_DROP;
 	__u64 ctr = st[0];
 	st[0] = ctr + 1;
+	__u64 ivl = st[2];
+	if (ivl) {
+		__u64 now = bpf_ktime_get_ns();
+		if (st[3] == 0) {
+			st[3] = now;
+			st[4] = ctr;
+		}
+		__u64 due = st[3] + (ctr - st[4]) * ivl / 1000;
+		if (now < due)
+			bpf_loop(PACE_SPINS_MAX, spin_until, &due, 0);
+	}
 	__u32 i = (__u32)(ctr % n);
 	__u32 cycle = (__u32)(ctr / n);
 	struct replay_frame *f = bpf_map_lookup_elem(&xdprec_replay_frames, &i);

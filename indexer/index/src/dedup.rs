@@ -213,7 +213,10 @@ impl Part {
     }
 }
 
-fn tracker_bounds(t: Option<String>) -> (Option<(u16, u16)>, Option<(u32, u32)>, u64) {
+/// (first, highest) sequence numbers, their RTP timestamps, expected packets.
+type Bounds = (Option<(u16, u16)>, Option<(u32, u32)>, u64);
+
+fn tracker_bounds(t: Option<String>) -> Bounds {
     match t.and_then(|t| serde_json::from_str::<RtpTracker>(&t).ok()) {
         Some(t) => (t.seq_bounds(), t.ts_bounds(), t.expected()),
         None => (None, None, 0),
@@ -685,27 +688,6 @@ fn claim_orphans(conn: &Connection, cfg: &DedupConfig, outcome: &mut Outcome) ->
             if parts.iter().any(|p| p.rec == o.rec && p.has_invite) {
                 continue;
             }
-            let mut chain: Vec<&Part> = parts.iter().filter(|p| p.rec != o.rec).collect();
-            chain.sort_by(|a, b| {
-                (!a.has_invite, a.first_ns, a.id).cmp(&(!b.has_invite, b.first_ns, b.id))
-            });
-            let Some(head) = chain.first().filter(|h| h.has_invite) else {
-                continue;
-            };
-            // Media evidence: the same stream continues, or the chain never had media on
-            // this path (a direction that started after the failover). A new SSRC on a path
-            // the call already used is a new stream, perhaps of another call reusing ports.
-            let same = chain.iter().any(|p| {
-                p.rtp
-                    .iter()
-                    .any(|r| r.ssrc == m.ssrc && r.src == m.src && r.dst == m.dst)
-            });
-            let used = chain
-                .iter()
-                .any(|p| p.rtp.iter().any(|r| r.dst == m.dst || r.src == m.src));
-            if used && !same {
-                continue;
-            }
             let me = Part {
                 id: -o.id,
                 rec: o.rec,
@@ -722,8 +704,36 @@ fn claim_orphans(conn: &Connection, cfg: &DedupConfig, outcome: &mut Outcome) ->
                 rtp: vec![m.clone()],
                 streams: 1,
             };
-            if continues(&chain, &me, cfg).is_ok() {
-                fits.push((k.clone(), head.id));
+            let mut heads: Vec<&Part> = parts
+                .iter()
+                .filter(|p| p.rec != o.rec && p.has_invite)
+                .collect();
+            heads.sort_by(|a, b| completeness(a, b));
+            // Each head's chain on its own: a 2N copy that recorded the whole call must not
+            // hide the failover of another recorder's copy.
+            let later: Vec<&Part> = parts
+                .iter()
+                .filter(|p| p.rec != o.rec && !p.has_invite)
+                .collect();
+            let fit = heads.iter().find(|h| {
+                let mut chain = vec![**h];
+                chain.extend(later.iter().filter(|p| p.rec != h.rec));
+                // Media evidence: the same stream continues, or the chain never had media
+                // on this path (a direction that started after the failover). A new SSRC on
+                // a path the call already used is a new stream, perhaps of another call
+                // reusing the ports.
+                let same = chain.iter().any(|p| {
+                    p.rtp
+                        .iter()
+                        .any(|r| r.ssrc == m.ssrc && r.src == m.src && r.dst == m.dst)
+                });
+                let used = chain
+                    .iter()
+                    .any(|p| p.rtp.iter().any(|r| r.dst == m.dst || r.src == m.src));
+                (same || !used) && continues(&chain, &me, cfg).is_ok()
+            });
+            if let Some(h) = fit {
+                fits.push((k.clone(), h.id));
             }
         }
         match fits.as_slice() {

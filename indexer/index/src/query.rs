@@ -40,6 +40,20 @@ pub struct StreamOut {
     pub matched_by: Option<String>,
     /// (segment file, stream id, first record offset, packets) of each piece.
     pub parts: Vec<(String, i64, i64, i64)>,
+    /// The recorder that holds it (a failed-over call has streams on several).
+    pub recorder: String,
+}
+
+/// One recorder's part of a call (`xdprec calls --json`: `parts`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PartOut {
+    pub recorder: String,
+    /// primary, secondary (2N copy) or fragment (recorded after a failover).
+    pub role: String,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub sip_messages: i64,
+    pub rtp_packets: i64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -70,6 +84,12 @@ pub struct CallOut {
     /// `ambiguous: starts differ by 7.0 s ...` for copies kept apart.
     pub primary_recorder: Option<String>,
     pub dup_flags: Option<String>,
+    /// Every recorder holding a part of this call (this row's first), and the parts.
+    pub recorders: Vec<String>,
+    pub parts: Vec<PartOut>,
+    /// Set when the recording moved between recorders mid-call (`xdprec_index::dedup::FailoverInfo`):
+    /// recorders in order, gap_ns/gap_ms, missing_rtp, per-stream gaps.
+    pub failover: Option<serde_json::Value>,
     pub sip_messages: i64,
     pub streams: Vec<StreamOut>,
     pub rtcp: Vec<RtcpOut>,
@@ -79,6 +99,9 @@ pub struct CallOut {
     pub id: i64,
     #[serde(skip)]
     pub start_ns: i64,
+    /// The row every part of this call points at (the primary's id).
+    #[serde(skip)]
+    pub group: i64,
 }
 
 /// Lists the calls of one index matching `f`, ordered by start time.
@@ -86,7 +109,8 @@ pub fn list_calls(conn: &Connection, f: &Filter) -> Result<Vec<CallOut>> {
     let mut st = conn.prepare(
         "SELECT c.id, c.call_id, coalesce(c.from_uri,''), coalesce(c.to_uri,''), coalesce(c.from_user,''), coalesce(c.to_user,''),
            c.start_ns, c.answer_ns, c.end_ns, c.state, c.final_code, r.name, c.role, c.sip_messages,
-           (SELECT r2.name FROM calls p JOIN recorders r2 ON r2.id=p.recorder WHERE p.id=c.primary_id), c.dup_flags
+           (SELECT r2.name FROM calls p JOIN recorders r2 ON r2.id=p.recorder WHERE p.id=c.primary_id), c.dup_flags,
+           c.failover, coalesce(c.primary_id, c.id)
          FROM calls c JOIN recorders r ON r.id=c.recorder
          WHERE c.has_invite=1 AND (?1 OR c.role='primary') AND (?2 IS NULL OR c.call_id=?2)
            AND (?3 IS NULL OR c.start_ns >= ?3) AND (?4 IS NULL OR c.start_ns <= ?4)
@@ -120,6 +144,12 @@ pub fn list_calls(conn: &Connection, f: &Filter) -> Result<Vec<CallOut>> {
                 sip_messages: r.get(13)?,
                 primary_recorder: r.get(14)?,
                 dup_flags: r.get(15)?,
+                recorders: Vec::new(),
+                parts: Vec::new(),
+                failover: r
+                    .get::<_, Option<String>>(16)?
+                    .and_then(|j| serde_json::from_str(&j).ok()),
+                group: r.get(17)?,
                 streams: Vec::new(),
                 rtcp: Vec::new(),
                 mos: None,
@@ -129,8 +159,94 @@ pub fn list_calls(conn: &Connection, f: &Filter) -> Result<Vec<CallOut>> {
         },
     )?;
     let mut calls = rows.collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut parts_st = conn.prepare_cached(
+        "SELECT c.id, r.name, c.role, c.start_ns, c.last_ns, c.facts, c.sip_messages,
+           (SELECT coalesce(sum(packets), 0) FROM streams s WHERE s.call=c.id AND s.kind='rtp'),
+           (SELECT min(first_ns) FROM streams s WHERE s.call=c.id),
+           (SELECT max(last_ns) FROM streams s WHERE s.call=c.id)
+         FROM calls c JOIN recorders r ON r.id=c.recorder WHERE c.id=?1 OR c.primary_id=?1",
+    )?;
     for c in &mut calls {
-        let (s, r) = streams_of(conn, c.id)?;
+        type PartRow = (
+            i64,
+            String,
+            String,
+            Option<i64>,
+            Option<i64>,
+            String,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<PartRow> = parts_st
+            .query_map([c.group], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        let mut parts: Vec<(i64, i64, PartOut)> = Vec::new();
+        for (id, rec, role, start, last, facts, sip, packets, mfirst, mlast) in rows {
+            let sip_first = (sip > 0)
+                .then(|| {
+                    serde_json::from_str::<serde_json::Value>(&facts)
+                        .ok()
+                        .and_then(|v| v["first_ns"].as_i64())
+                        .or(start)
+                })
+                .flatten();
+            let first = [sip_first, mfirst].into_iter().flatten().min();
+            let last = [(sip > 0).then_some(last).flatten(), mlast]
+                .into_iter()
+                .flatten()
+                .max();
+            let order = if id == c.id {
+                i64::MIN
+            } else {
+                first.unwrap_or(0)
+            };
+            parts.push((
+                order,
+                id,
+                PartOut {
+                    recorder: rec,
+                    role,
+                    first: first.map(rfc3339),
+                    last: last.map(rfc3339),
+                    sip_messages: sip,
+                    rtp_packets: packets,
+                },
+            ));
+        }
+        parts.sort_by_key(|p| (p.0, p.1));
+        for (_, _, p) in &parts {
+            if !c.recorders.contains(&p.recorder) {
+                c.recorders.push(p.recorder.clone());
+            }
+        }
+        let (mut s, mut r) = streams_of(conn, c.id)?;
+        if c.role == "primary" {
+            // A failed-over call's media recorded by the other recorders.
+            for (_, id, p) in &parts {
+                if p.role == "fragment" {
+                    let (fs, fr) = streams_of(conn, *id)?;
+                    s.extend(fs);
+                    r.extend(fr);
+                }
+            }
+            s.sort_by(|a, b| (&a.first, &a.recorder).cmp(&(&b.first, &b.recorder)));
+        }
+        c.parts = parts.into_iter().map(|p| p.2).collect();
         c.mos = s.iter().filter_map(|s| s.mos).reduce(f64::min);
         c.dtmf = s
             .iter()
@@ -147,7 +263,8 @@ pub fn list_calls(conn: &Connection, f: &Filter) -> Result<Vec<CallOut>> {
 pub fn streams_of(conn: &Connection, call: i64) -> Result<(Vec<StreamOut>, Vec<RtcpOut>)> {
     let mut st = conn.prepare_cached(
         "SELECT id, kind, src, dst, ssrc, payload_type, codec, packets, lost, duplicates, out_of_order, jitter_ms,
-           max_jitter_ms, mos, coalesce(dtmf,''), first_ns, last_ns, how
+           max_jitter_ms, mos, coalesce(dtmf,''), first_ns, last_ns, how,
+           (SELECT name FROM recorders r WHERE r.id=streams.recorder)
          FROM streams WHERE call=?1 ORDER BY first_ns, id",
     )?;
     let mut parts = conn.prepare_cached(
@@ -179,6 +296,7 @@ pub fn streams_of(conn: &Connection, call: i64) -> Result<(Vec<StreamOut>, Vec<R
                 last: rfc3339(r.get(16)?),
                 matched_by: r.get(17)?,
                 parts: Vec::new(),
+                recorder: r.get::<_, Option<String>>(18)?.unwrap_or_default(),
             },
         ))
     })?;
@@ -212,7 +330,8 @@ pub fn orphan_streams(conn: &Connection) -> Result<Vec<StreamOut>> {
         // Reuse streams_of through a temporary single-stream query.
         let mut st = conn.prepare_cached(
             "SELECT src, dst, ssrc, payload_type, codec, packets, lost, duplicates, out_of_order, jitter_ms, max_jitter_ms,
-               mos, coalesce(dtmf,''), first_ns, last_ns FROM streams WHERE id=?1",
+               mos, coalesce(dtmf,''), first_ns, last_ns,
+               (SELECT name FROM recorders r WHERE r.id=streams.recorder) FROM streams WHERE id=?1",
         )?;
         let s = st.query_row([id], |r| {
             Ok(StreamOut {
@@ -234,6 +353,7 @@ pub fn orphan_streams(conn: &Connection) -> Result<Vec<StreamOut>> {
                 last: rfc3339(r.get(14)?),
                 matched_by: None,
                 parts: Vec::new(),
+                recorder: r.get::<_, Option<String>>(15)?.unwrap_or_default(),
             })
         })?;
         out.push(s);

@@ -9,14 +9,22 @@
 //! |---|---|---|
 //! | `recorders` | recorder (capture point) in a store | `name`, `store` (directory; the same name in two stores is two recorders), `now_ns` (latest record time seen: timeouts are measured against it, never the wall clock) |
 //! | `segments` | segment file consumed | `key` (recorder/iface/queue/seq: survives the rename at sealing and compression), `path` (latest file name), `offset_reached` (byte offset of the next unread record), `done` (sealed and fully consumed) |
-//! | `calls` | INVITE dialog set (Call-ID, per recorder; forks and auth retries stay in one call) | `call_id`, `from_uri`/`to_uri`, `from_user`/`to_user`, `state`, `final_code`, `start_ns`, `answer_ns`, `end_ns`, `last_ns`, `sip_messages`, `role` (`primary`/`secondary`), `primary_id` (2N: the primary copy), `dup_flags`, `facts` (JSON: everything the state is derived from) |
+//! | `calls` | INVITE dialog set (Call-ID, per recorder; forks and auth retries stay in one call) | `call_id`, `from_uri`/`to_uri`, `from_user`/`to_user`, `state`, `final_code`, `start_ns`, `answer_ns`, `end_ns`, `last_ns`, `sip_messages`, `has_invite` (0: a part that saw no initial INVITE, e.g. recorded after a failover), `role` (`primary`/`secondary`/`fragment`, see `dedup`), `primary_id` (the primary copy of a secondary, the head of a fragment), `dup_flags` (why copies were kept apart: `ambiguous: ...`), `failover` (JSON on the head of a failed-over call: `recorders` in time order, `gap_ns`, `gap_ms`, `missing_rtp`, `streams` [{`src`,`dst`,`ssrc`,`from`,`to`,`last_seq`,`next_seq`,`missing`,`gap_ns`}]), `facts` (JSON: everything the state is derived from, incl. every dialog tag seen) |
 //! | `sip_messages` | distinct SIP message (retransmissions counted in `retransmissions`) | `call` → calls, `segment` → segments, `record_offset`, `ts_ns`, `src`, `dst`, `transport`, `method`/`status`, `cseq`, `dedup_key` |
 //! | `call_endpoints` | SDP media address announced in a call | `addr`, `port`, `rtcp_port`, `sig_addr` (address the SDP's SIP message came from, for NAT), `ts_ns` |
-//! | `streams` | RTP (or RTCP) stream: recorder + src + dst + SSRC | counters, `jitter_ms`, `payload_types`, `codec`, `dtmf`, `mos`, `call` (NULL: orphan), `how` (sdp, sdp-reverse, nat-port, nat-timing), `tracker` (JSON state) |
+//! | `streams` | RTP (or RTCP) stream: recorder + src + dst + SSRC | counters, `jitter_ms`, `payload_types`, `codec`, `dtmf`, `mos`, `call` (NULL: orphan; after a failover, the call's row on this stream's recorder), `how` (sdp, sdp-reverse, nat-port, nat-timing, failover), `tracker` (JSON state, incl. first/highest sequence number and their RTP timestamps) |
 //! | `stream_parts` | piece of a stream inside one segment | `stream`, `segment`, `stream_id` (the segment's stream table id; -1 when unknown), `first_offset`, `packets` |
 //! | `call_streams` | view: calls × streams | |
 //! | `counters` | named counter (garbage, evictions, ...) | `name`, `value` |
 //! | `tcp_state` | recorder | SIP-over-TCP reassembly state (JSON), committed with the segment progress |
+//!
+//! Several recorders in one index: a call is the `calls` rows of one Call-ID that
+//! `dedup::consolidate` ties together: one `primary`, its 2N copies (`secondary`, same
+//! `primary_id`) or its failover parts (`fragment`, same `primary_id`); which recorder holds
+//! which part is `calls.recorder` of each row and `streams.recorder` of each stream.
+//!
+//! Version 2 (from 1): `calls.failover`, indexes `streams_ssrc` and `endpoints_any`
+//! ([`migrate`] adds them to an older index).
 //!
 //! Consumption is transactional: all rows derived from one segment (or from the part of a
 //! growing segment read in one pass) are committed in the transaction that advances

@@ -1015,3 +1015,173 @@ fn two_n_primary_secondary_and_ambiguous() {
         all
     );
 }
+
+impl Run {
+    /// `n` packets of 20 ms from `t_ms`, sequence numbers from `seq0` (timestamps follow).
+    fn media_from(&mut self, t_ms: i64, src: &str, dst: &str, ssrc: u32, seq0: u16, n: u16) {
+        for i in 0..n {
+            let seq = seq0.wrapping_add(i);
+            self.add(
+                t_ms + i as i64 * 20,
+                udp(
+                    src,
+                    dst,
+                    &rtp(seq, u32::from(seq) * 160, ssrc, 0, &[0xff; 160]),
+                ),
+            );
+        }
+    }
+    fn all(&self) -> Vec<CallOut> {
+        list_calls(
+            self.ix.conn(),
+            &Filter {
+                all: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+}
+
+/// The SIP of a call up to the ACK (INVITE and 200 with SDP).
+fn call_setup(r: &mut Run, t0: i64, c: &str) {
+    r.sip(
+        t0,
+        A,
+        B,
+        sip(
+            "INVITE sip:2002@example.com SIP/2.0",
+            c,
+            "f",
+            "",
+            "1 INVITE",
+            "z1",
+            Some(&sdp("198.51.100.1", 5000)),
+        ),
+    );
+    r.sip(
+        t0 + 100,
+        B,
+        A,
+        sip(
+            "SIP/2.0 200 OK",
+            c,
+            "f",
+            "t",
+            "1 INVITE",
+            "z1",
+            Some(&sdp("198.51.100.2", 4000)),
+        ),
+    );
+}
+
+const M1: &str = "198.51.100.1:5000";
+const M2: &str = "198.51.100.2:4000";
+
+#[test]
+fn two_n_needs_media_evidence() {
+    let mut r = Run::new("2n-media", Config::default());
+    // Same Call-ID, tags and times on both recorders, but other RTP: not copies.
+    call_setup(&mut r, 0, "ssrc@x");
+    r.media_from(200, M1, M2, 0x1, 0, 100);
+    call_setup(&mut r, 0, "seq@x");
+    r.media_from(200, M1, M2, 0x2, 0, 100);
+    r.commit_as("a");
+    call_setup(&mut r, 0, "ssrc@x");
+    r.media_from(200, M1, M2, 0x9, 0, 100);
+    call_setup(&mut r, 0, "seq@x");
+    r.media_from(200, M1, M2, 0x2, 20_000, 100);
+    r.commit_as("b");
+    let o = xdprec_index::dedup::consolidate(r.ix.conn(), &Default::default()).unwrap();
+    assert_eq!(o.secondaries, 0);
+    let all = r.all();
+    assert_eq!(all.len(), 4);
+    for c in &all {
+        assert_eq!(c.role, "primary");
+    }
+    let flag = |id: &str, rec: &str| {
+        all.iter()
+            .find(|c| c.call_id == id && c.recorder == rec)
+            .unwrap()
+            .dup_flags
+            .clone()
+            .unwrap_or_default()
+    };
+    assert!(
+        flag("ssrc@x", "b").contains("no RTP SSRC in common"),
+        "{all:?}"
+    );
+    assert!(
+        flag("seq@x", "b").contains("covers other sequence numbers"),
+        "{all:?}"
+    );
+    // With the evidence relaxed (no sequence overlap needed), the second pair is 2N... but the
+    // timestamps still differ, so it stays apart.
+    let cfg = xdprec_index::dedup::DedupConfig {
+        seq_overlap_min: 0.0,
+        ..Default::default()
+    };
+    let o = xdprec_index::dedup::consolidate(r.ix.conn(), &cfg).unwrap();
+    assert_eq!(o.secondaries, 0);
+}
+
+#[test]
+fn failover_with_sip_on_the_second_recorder() {
+    let mut r = Run::new("failover-sip", Config::default());
+    call_setup(&mut r, 0, "fo@x");
+    r.media_from(200, M1, M2, 0x7, 100, 100); // seq 100..199 until 2.2 s
+    r.media_from(200, M2, M1, 0x8, 500, 100);
+    r.commit_as("a");
+    // Recorder b takes over after 10 lost packets per direction, and sees the BYE.
+    r.media_from(2400, M1, M2, 0x7, 210, 100);
+    r.media_from(2400, M2, M1, 0x8, 610, 100);
+    // A new stream on a path the call used, with another SSRC: not claimed.
+    r.media_from(2400, M1, M2, 0x55, 0, 20);
+    r.sip(
+        4500,
+        A,
+        B,
+        sip(
+            "BYE sip:2002@example.com SIP/2.0",
+            "fo@x",
+            "f",
+            "t",
+            "2 BYE",
+            "z2",
+            None,
+        ),
+    );
+    r.commit_as("b");
+    // Recorder c (2N of a) recorded the whole call: a failover is never a 2N copy.
+    call_setup(&mut r, 0, "fo@x");
+    r.media_from(200, M1, M2, 0x7, 100, 210);
+    r.commit_as("c");
+    let o = r.ix.consolidate().unwrap();
+    assert_eq!(o.fragments, 1, "{o:?}");
+    assert_eq!(o.failovers, 1, "{o:?}");
+    assert_eq!(o.secondaries, 0);
+    let listed = list_calls(r.ix.conn(), &Filter::default()).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let head = listed.iter().find(|c| c.recorder == "a").unwrap();
+    let f = head.failover.as_ref().expect("failover recorded");
+    assert_eq!(f["recorders"], serde_json::json!(["a", "b"]));
+    assert_eq!(f["missing_rtp"], 20, "{f}");
+    assert_eq!(f["streams"].as_array().unwrap().len(), 2);
+    assert_eq!(head.recorders, ["a", "b"]);
+    assert_eq!(head.parts[1].role, "fragment");
+    assert_eq!(head.parts[1].sip_messages, 1);
+    // a's streams and b's two continuing ones; b's new SSRC stays an orphan.
+    assert_eq!(head.streams.len(), 4, "{:?}", head.streams);
+    let orphans = orphan_streams(r.ix.conn()).unwrap();
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(orphans[0].ssrc, 0x55);
+    let c = listed.iter().find(|c| c.recorder == "c").unwrap();
+    assert!(
+        c.dup_flags.as_deref().unwrap_or("").contains("failed over"),
+        "{c:?}"
+    );
+    // Stable: consolidating again changes nothing.
+    let before = r.all();
+    r.ix.consolidate().unwrap();
+    assert_eq!(r.all(), before);
+}

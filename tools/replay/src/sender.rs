@@ -416,6 +416,12 @@ pub struct RingSender {
     lens: Vec<u16>,
     /// Mirror of the program's counter.
     next: u64,
+    /// In-kernel pacing: the asked rate (0: none) and the rate the program paces a run at,
+    /// raised to make up for the fixed cost of each call.
+    pace_pps: u64,
+    run_pps: f64,
+    /// Smoothed fixed cost of a call, ns (what a call took beyond its paced packets).
+    call_overhead_ns: f64,
     /// Source frames skipped: longer than [`RING_FRAME_BYTES`].
     pub skipped_long: u64,
     /// Templates that are RTP (patched per pass).
@@ -539,6 +545,9 @@ impl RingSender {
             batch: LIVE_KERNEL_BATCH_MAX,
             lens,
             next: 0,
+            pace_pps: 0,
+            run_pps: 0.0,
+            call_overhead_ns: 0.0,
             skipped_long,
             rtp_templates,
             unpatched_rtp,
@@ -567,6 +576,15 @@ impl RingSender {
         self
     }
 
+    /// Paces the packets of each run in the kernel at about `pps` (0: off, a run is a burst).
+    /// The rate inside a run is raised by what the calls' fixed cost (measured, smoothed)
+    /// takes away, so that a run of `repeat` packets lasts about `repeat / pps` in all.
+    pub fn with_pace_pps(mut self, pps: u64) -> RingSender {
+        self.pace_pps = pps;
+        self.run_pps = pps as f64;
+        self
+    }
+
     /// Templates loaded.
     pub fn templates(&self) -> usize {
         self.lens.len()
@@ -577,7 +595,7 @@ impl RingSender {
         Ok(self.state()?[0])
     }
 
-    fn state_map(&self) -> Result<aya::maps::Array<&aya::maps::MapData, [u64; 2]>, Error> {
+    fn state_map(&self) -> Result<aya::maps::Array<&aya::maps::MapData, [u64; 5]>, Error> {
         let m = self.ebpf.map(RING_STATE_MAP).ok_or_else(|| Error::Live {
             iface: self.iface.clone(),
             what: format!("the BPF object has no map `{RING_STATE_MAP}`"),
@@ -588,7 +606,7 @@ impl RingSender {
         })
     }
 
-    fn state(&self) -> Result<[u64; 2], Error> {
+    fn state(&self) -> Result<[u64; 5], Error> {
         self.state_map()?.get(&0, 0).map_err(|e| Error::Live {
             iface: self.iface.clone(),
             what: format!("reading `{RING_STATE_MAP}`: {e}"),
@@ -602,12 +620,17 @@ impl RingSender {
             iface: iface.clone(),
             what: format!("the BPF object has no map `{RING_STATE_MAP}`"),
         })?;
-        let mut a: aya::maps::Array<_, [u64; 2]> =
+        let mut a: aya::maps::Array<_, [u64; 5]> =
             aya::maps::Array::try_from(m).map_err(|e| Error::Live {
                 iface: iface.clone(),
                 what: format!("map `{RING_STATE_MAP}`: {e}"),
             })?;
-        a.set(0, [next, n], 0).map_err(|e| Error::Live {
+        let ivl_ps = if self.run_pps > 0.0 {
+            (1e12 / self.run_pps) as u64
+        } else {
+            0
+        };
+        a.set(0, [next, n, ivl_ps, 0, 0], 0).map_err(|e| Error::Live {
             iface,
             what: format!("writing `{RING_STATE_MAP}`: {e}"),
         })?;
@@ -691,9 +714,32 @@ impl Sender for RingSender {
             consumed: 1,
             ..SendResult::default()
         };
+        if self.pace_pps > 0 {
+            // Resets the run's t0 and sets this run's interval.
+            self.set_state(self.next)?;
+        }
+        let t0 = std::time::Instant::now();
         match self.run(true) {
             Ok(_) => {
                 let k = u64::from(self.repeat);
+                if self.pace_pps > 0 {
+                    let took = t0.elapsed().as_nanos() as f64;
+                    let paced = k as f64 * 1e9 / self.run_pps;
+                    let o = (took - paced).max(0.0);
+                    self.call_overhead_ns = if self.call_overhead_ns == 0.0 {
+                        o
+                    } else {
+                        0.7 * self.call_overhead_ns + 0.3 * o
+                    };
+                    // A run of k packets should take k / pace in all, overhead included.
+                    let budget = k as f64 * 1e9 / self.pace_pps as f64 - self.call_overhead_ns;
+                    let want = if budget > 0.0 {
+                        k as f64 * 1e9 / budget
+                    } else {
+                        f64::INFINITY
+                    };
+                    self.run_pps = want.clamp(self.pace_pps as f64, 4.0 * self.pace_pps as f64);
+                }
                 r.sent = self.repeat as usize;
                 r.bytes = self.bytes_of(self.next, k);
                 self.next += k;

@@ -2,7 +2,11 @@
 //! [--since T] [--until T]` (contract): searches the call index.
 //!
 //! With `--json`: one JSON object per call per line (fields: `xdprec_index::query::CallOut`;
-//! times RFC 3339 UTC with nanoseconds, null where unknown). Without it, a table for people.
+//! times RFC 3339 UTC with nanoseconds, null where unknown). Several recorders: `recorders`
+//! and `parts` say who holds which part of the call; a 2N copy is listed once (its
+//! `secondary` rows only with `--all`); a failed-over call is one call whose `failover`
+//! object gives the recorders in order, `gap_ms`/`gap_ns` and `missing_rtp`, and whose
+//! `streams` include the parts recorded by the next recorder (`recorder` of each stream). Without it, a table for people.
 //! The index of a store is `DIR/index.sqlite` (see `xdprec index`) or `--db PATH`; an index
 //! that already covers a later `--store` (indexed together) is not read twice.
 //! `--since`/`--until` take RFC 3339 or Unix seconds and bound the call's start time.
@@ -174,6 +178,16 @@ fn print(calls: &[CallOut], json: bool) -> std::io::Result<()> {
                 .unwrap_or_else(|| "-".into()),
             c.call_id
         )?;
+        if let Some(f) = &c.failover {
+            writeln!(
+                out,
+                "{:>30} failover {}: {:.1} ms not recorded, {} RTP packets missing",
+                "",
+                c.recorders.join(" > "),
+                f["gap_ms"].as_f64().unwrap_or(0.0),
+                f["missing_rtp"].as_u64().unwrap_or(0)
+            )?;
+        }
     }
     writeln!(out, "{} calls", calls.len())?;
     out.flush()

@@ -92,7 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let chosen: Vec<&Copy> = if args.merge {
         copies.iter().collect()
     } else {
-        // The primary copy; copies that are not a 2N duplicate of it (failover parts) too.
+        // The primary copy and the parts that are not a 2N duplicate of it: the fragments of
+        // a failed-over call (their union in time order is the call), and copies kept apart.
         copies.iter().filter(|c| c.role != "secondary").collect()
     };
     let mut frames: Vec<Frame> = Vec::new();
@@ -106,8 +107,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|(r, n)| format!("{n} from {r}"))
             .collect();
+        let what = if args.merge {
+            "merged"
+        } else {
+            "assembled (failover)"
+        };
         eprintln!(
-            "merged {} copies: {} ({} duplicates dropped)",
+            "{what} {} copies: {} ({} duplicates dropped)",
             chosen.len(),
             parts.join(", "),
             report.duplicates

@@ -87,8 +87,9 @@ pub struct Args {
     /// 256 bytes, i.e. most SIP, are skipped).
     #[arg(long = "ring-frames", value_name = "N", default_value_t = 65536)]
     pub ring_frames: usize,
-    /// live-ring: frames per inner kernel batch of a run (1-256; the veth peer's ring is 256).
-    #[arg(long = "kernel-batch", value_name = "N", default_value_t = 256)]
+    /// live-ring: frames per inner kernel batch of a run (1-256; 64: a veth peer's 256-frame
+    /// ring then does not overflow).
+    #[arg(long = "kernel-batch", value_name = "N", default_value_t = 64)]
     pub kernel_batch: u32,
     /// Stop after N frames (tests, exact counts).
     #[arg(long, value_name = "N")]
@@ -98,16 +99,23 @@ pub struct Args {
     pub seed: Option<u64>,
 }
 
-/// Packets per live-ring system call when `--repeat` is not given: about 50 ms of traffic at
-/// the asked rate (a call costs a fixed few ms besides its packets: see
-/// scripts/bench-replay.sh), 1 Mi at top speed.
+/// The packet rate a pace asks for (bit rates assume 214-byte G.711 frames); `None`: top speed.
+fn pace_pps(pace: Pace) -> Option<u64> {
+    match pace {
+        Pace::Pps(r) => Some(r),
+        Pace::BitsPerSec(b) => Some((b / (214 * 8)).max(1)),
+        Pace::TopSpeed | Pace::Timeline => None,
+    }
+}
+
+/// Packets per live-ring system call when `--repeat` is not given: half a second of traffic
+/// at the asked rate (a call costs about 28 ms besides its packets on this kind of machine,
+/// see benches/results/capture.md; the program paces the packets of a run itself), 1 Mi at
+/// top speed.
 fn ring_repeat(pace: Pace) -> u32 {
-    let k = match pace {
-        Pace::Pps(r) => r / 20,
-        Pace::BitsPerSec(b) => b / (214 * 8) / 20,
-        Pace::TopSpeed | Pace::Timeline => 1 << 20,
-    };
-    k.clamp(256, 1 << 20) as u32
+    pace_pps(pace)
+        .map_or(1 << 20, |r| r / 2)
+        .clamp(256, 1 << 22) as u32
 }
 
 fn ring_sender(
@@ -127,7 +135,8 @@ fn ring_sender(
         args.ring_frames,
     )?
     .with_repeat(k)
-    .with_kernel_batch(args.kernel_batch);
+    .with_kernel_batch(args.kernel_batch)
+    .with_pace_pps(pace_pps(pace).unwrap_or(0));
     log::info!(
         "sender: live-ring (BPF_PROG_RUN live frames of {} distinct templates, {} RTP, cycled; \
          {} packets per call, kernel batch {}; {} source frames over 256 bytes skipped; \
