@@ -265,6 +265,12 @@ impl Rig {
         });
     }
 
+    /// After a passing test: unmount the bpffs, then remove the directory.
+    fn finish(self) {
+        let _ = run(&["umount", "-l", self.bpffs.to_str().unwrap()]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
     fn wait_standby(&self, p: &mut Proc) {
         wait_until(30, "a waiting standby", || {
             assert!(p.alive(), "standby exited:\n{}", p.log_text());
@@ -371,8 +377,8 @@ fn standby_takes_over_after_kill_9() {
     // Generous bounds (not a timed test): the gap is below 2 s of traffic.
     assert!(no_socket < 2 * PPS, "no_socket {no_socket}");
     assert!(gap_ms < 2000.0, "gap {gap_ms} ms");
-    let _ = std::fs::remove_dir_all(&dir);
-    drop(rig);
+    let _ = dir;
+    rig.finish();
 }
 
 #[test]
@@ -437,7 +443,7 @@ fn hung_active_is_replaced_and_a_clean_exit_hands_over() {
         missing(&mut rtp)
     );
     assert!(a.records > 1000 && b.records > 500);
-    let _ = std::fs::remove_dir_all(&rig.dir);
+    rig.finish();
 }
 
 #[test]
@@ -471,5 +477,5 @@ fn stale_pins_of_a_crashed_active_are_cleared() {
     sh(&["kill", "-INT", &next.child.id().to_string()]);
     assert!(next.wait_exit(60), "{}", next.log_text());
     assert!(!link.exists(), "a clean exit with no standby leaves pins");
-    let _ = std::fs::remove_dir_all(&rig.dir);
+    rig.finish();
 }
