@@ -5,6 +5,7 @@
 #
 # Usage: sudo scripts/bench-capture.sh [--steps "250000 500000 ..."] [--secs 10] [--runs 1]
 #          [--capture-args "--ring-size 32768 ..."] [--no-rt] [--only xdprec|tcpdump]
+#          [--out-dir DIR (where the store and tcpdump's file go; default /tmp)]
 #
 # Setup: a network namespace with a veth pair A (sender) -- B (capture), made here and removed
 # by a trap. The sender is `xdprec replay --sender live-ring` (BPF_PROG_RUN live frames of
@@ -12,8 +13,9 @@
 # core 1. On veth the receive side's kernel work (veth NAPI, the probe, the copy into the
 # AF_XDP ring; or skb allocation and the packet tap for tcpdump) runs on the SENDER's core:
 # "one capture core" here means the user-space recorder's core. Both the sender and the
-# recorder run SCHED_FIFO 50 (unless --no-rt) so that other work on this shared machine does
-# not preempt them; tcpdump gets the same. The capture runs with --dedup-window-ms 0: the
+# recorder run at nice -10 (unless --no-rt) so that other work on this shared machine
+# preempts them less; tcpdump gets the same. xdprec pins only its capture thread (--cores 1);
+# its control and segment-sealer threads may run on either core. The capture runs with --dedup-window-ms 0: the
 # sender cycles through its templates (one pass is 44 ms at 1.5 Mpps; RTP sequence numbers move
 # on in each pass, but the dedup fingerprint must not see old passes).
 #
@@ -33,6 +35,7 @@ RUNS=1
 CAPTURE_ARGS=""
 RT=1
 ONLY=""
+OUTDIR=/tmp
 while [ $# -gt 0 ]; do
     case "$1" in
     --steps) STEPS="$2"; shift 2 ;;
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
     --capture-args) CAPTURE_ARGS="$2"; shift 2 ;;
     --no-rt) RT=0; shift ;;
     --only) ONLY="$2"; shift 2 ;;
+    --out-dir) OUTDIR="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -56,12 +60,14 @@ fi
 BIN=${XDPREC_BIN:-$TARGET/release/xdprec}
 SEND_CPU=0
 RECV_CPU=$(( $(nproc) > 1 ? 1 : 0 ))
-if [ "$RT" = 1 ]; then PRIO=(chrt -f 50); else PRIO=(); fi
+# nice, not SCHED_FIFO: the capture's sealer thread (which preallocates and maps the next
+# segment) would run to completion ahead of the capture thread at the same FIFO priority.
+if [ "$RT" = 1 ]; then PRIO=(nice -n -10); else PRIO=(); fi
 
 NS=xcb$$
 A=cbA$$
 B=cbB$$
-WORK=$(mktemp -d /tmp/xdprec-capbench.XXXXXX)
+WORK=$(mktemp -d "$OUTDIR/xdprec-capbench.XXXXXX")
 CAP_PID=""
 cleanup() {
     [ -n "$CAP_PID" ] && kill -9 "$CAP_PID" 2>/dev/null || true
@@ -111,7 +117,9 @@ run_xdprec() {
     local rate=$1 seed=$2 store="$WORK/store"
     rm -rf "$store"
     # shellcheck disable=SC2086
-    nsx taskset -c "$RECV_CPU" "${PRIO[@]}" "$BIN" capture --iface "$B" --store "$store" \
+    # Not through nsx: $! must be the recorder itself (ip netns exec and nice exec). Only the
+    # capture thread is pinned (--cores); the control and sealer threads float.
+    ip netns exec "$NS" "${PRIO[@]}" "$BIN" capture --iface "$B" --store "$store" \
         --recorder bench --cores "$RECV_CPU" --xdp-mode native --dedup-window-ms 0 \
         $CAPTURE_ARGS >"$WORK/capture.log" 2>&1 &
     CAP_PID=$!
@@ -155,7 +163,7 @@ EOF
 run_tcpdump() {
     local rate=$1 seed=$2 out="$WORK/td.pcap"
     rm -f "$out"
-    nsx taskset -c "$RECV_CPU" "${PRIO[@]}" tcpdump -i "$B" -n -s 0 -B 131072 -w "$out" \
+    ip netns exec "$NS" taskset -c "$RECV_CPU" "${PRIO[@]}" tcpdump -i "$B" -n -s 0 -B 131072 -w "$out" \
         2>"$WORK/td.log" &
     CAP_PID=$!
     for _ in $(seq 100); do
@@ -203,7 +211,7 @@ echo "machine: $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -
     "date $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "(+ $(git status --porcelain 2>/dev/null | wc -l) uncommitted files); load average before $LOAD0, after $LOAD1"
 echo "steps of $SECS s, $RUNS run(s) each; sender core $SEND_CPU, recorder core $RECV_CPU;" \
-    "SCHED_FIFO: $([ "$RT" = 1 ] && echo yes || echo no); capture args: --dedup-window-ms 0 $CAPTURE_ARGS"
+    "nice -10: $([ "$RT" = 1 ] && echo yes || echo no); capture args: --dedup-window-ms 0 $CAPTURE_ARGS; store and pcap under $OUTDIR ($(df --output=fstype "$OUTDIR" | tail -1))"
 echo
 echo "Per step: medians over runs; loss = sent - recorded (worst run in brackets)."
 echo

@@ -7,7 +7,7 @@
 //! (`Indexer::begin`, `push` per frame, `commit`), like `xdprec index` over one segment.
 //! Opening the database (schema creation) is outside the timing.
 //! - `frames/<calls>x<secs>`: every frame of the calls. Throughput: frames.
-//! - `sip_only/<calls>_calls`: only the SIP messages of the calls (9 per call): the
+//! - `sip_only/<calls>_calls`: only the SIP messages of the calls (7 per call): the
 //!   dialog-tracking cost. Throughput: SIP messages.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -38,7 +38,11 @@ fn generate(calls: u32, call_s: u64) -> Vec<(i64, Vec<u8>)> {
 
 /// UDP to or from port 5060 (the generator's SIP port), Ethernet/IPv4 without options.
 fn is_sip(frame: &[u8]) -> bool {
-    let port = |at: usize| frame.get(at..at + 2).map(|p| u16::from_be_bytes([p[0], p[1]]));
+    let port = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|p| u16::from_be_bytes([p[0], p[1]]))
+    };
     frame.get(23) == Some(&17) && (port(34) == Some(5060) || port(36) == Some(5060))
 }
 
@@ -90,7 +94,10 @@ fn correlation(c: &mut Criterion) {
     let (calls, secs) = (100u32, 5u64);
     let all = generate(calls, secs);
     let sip_calls = 1_000u32;
-    let sip: Vec<_> = generate(sip_calls, 1).into_iter().filter(|(_, f)| is_sip(f)).collect();
+    let sip: Vec<_> = generate(sip_calls, 1)
+        .into_iter()
+        .filter(|(_, f)| is_sip(f))
+        .collect();
 
     for (name, set, want_calls) in [
         (format!("frames/{calls}x{secs}s"), &all, calls),
@@ -101,7 +108,9 @@ fn correlation(c: &mut Criterion) {
         index_all(&mut ix, set);
         let found = calls_in(&ix);
         if found != i64::from(want_calls) {
-            eprintln!("dialog_correlation WARNING: {name}: {found} calls indexed, {want_calls} generated");
+            eprintln!(
+                "dialog_correlation WARNING: {name}: {found} calls indexed, {want_calls} generated"
+            );
         }
         drop(ix);
         let _ = std::fs::remove_file(&db);

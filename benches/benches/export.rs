@@ -34,8 +34,14 @@ fn call(recorder: &str, delay_ns: u64, skip: impl Fn(u32) -> bool) -> Vec<Frame>
             continue;
         }
         let (seq, ts) = (i as u16, i * 160);
-        out.push(mk(t, frames::rtp_g711_with(16384, 16386, seq, ts, 0x1111_1111)));
-        out.push(mk(t + 7_000_000, frames::rtp_g711_with(16386, 16384, seq, ts, 0x2222_2222)));
+        out.push(mk(
+            t,
+            frames::rtp_g711_with(16384, 16386, seq, ts, 0x1111_1111),
+        ));
+        out.push(mk(
+            t + 7_000_000,
+            frames::rtp_g711_with(16386, 16384, seq, ts, 0x2222_2222),
+        ));
     }
     let end = START_NS + 1_000_000_000 + u64::from(PACKETS_PER_DIRECTION) * PERIOD_NS;
     out.push(mk(end, frames::udp4(5060, 5060, &sip::compact_bye())));

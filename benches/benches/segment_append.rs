@@ -36,7 +36,9 @@ fn keys(n: u32) -> Vec<StreamKey> {
 
 /// Removes sealed (and compressed) segments; the open one and the spare stay.
 fn remove_sealed(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
@@ -72,36 +74,40 @@ fn append(c: &mut Criterion) {
         let seg_dir = w.segments_dir().to_path_buf();
         let keys = keys(streams);
         let mut i: u64 = 0;
-        g.bench_with_input(BenchmarkId::new("rtp_214B_streams", streams), &streams, |b, _| {
-            b.iter_custom(|iters| {
-                let t0 = Instant::now();
-                for _ in 0..iters {
-                    let s = (i % u64::from(streams)) as usize;
-                    let round = i / u64::from(streams);
-                    let now = START_NS + i * FRAME_GAP_NS;
-                    let meta = RecordMeta {
-                        ts_ns: now,
-                        wire_len: RTP_FRAME_BYTES as u32,
-                        class: Class::Rtp,
-                        flags: 0,
-                        key: Some(&keys[s]),
-                        rtp: Some(RtpMeta {
-                            ssrc: 0x1000_0000 + s as u32,
-                            seq: round as u16,
-                            timestamp: (round as u32).wrapping_mul(160),
-                            payload_type: 0,
-                        }),
-                    };
-                    // Errors are counted in the writer's stats, checked below.
-                    let _ = w.append(&meta, &frame, now);
-                    i += 1;
-                }
-                let took = t0.elapsed();
-                w.flush_sealer();
-                remove_sealed(&seg_dir);
-                took
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("rtp_214B_streams", streams),
+            &streams,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    let t0 = Instant::now();
+                    for _ in 0..iters {
+                        let s = (i % u64::from(streams)) as usize;
+                        let round = i / u64::from(streams);
+                        let now = START_NS + i * FRAME_GAP_NS;
+                        let meta = RecordMeta {
+                            ts_ns: now,
+                            wire_len: RTP_FRAME_BYTES as u32,
+                            class: Class::Rtp,
+                            flags: 0,
+                            key: Some(&keys[s]),
+                            rtp: Some(RtpMeta {
+                                ssrc: 0x1000_0000 + s as u32,
+                                seq: round as u16,
+                                timestamp: (round as u32).wrapping_mul(160),
+                                payload_type: 0,
+                            }),
+                        };
+                        // Errors are counted in the writer's stats, checked below.
+                        let _ = w.append(&meta, &frame, now);
+                        i += 1;
+                    }
+                    let took = t0.elapsed();
+                    w.flush_sealer();
+                    remove_sealed(&seg_dir);
+                    took
+                })
+            },
+        );
         let st = w.stats().clone();
         let dropped = st.disk_full_drops + st.too_large_drops + st.unavailable_drops;
         if dropped != 0 || st.stream_table_full != 0 || st.seal_errors != 0 {

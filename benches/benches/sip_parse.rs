@@ -45,7 +45,10 @@ fn parse(c: &mut Criterion) {
             b.iter(|| SipMessage::parse(black_box(msg)).map(|m| fields(&m)))
         });
     }
-    for (name, body) in [("offer_4codecs", sip::SDP_OFFER), ("answer_2codecs", sip::SDP_ANSWER)] {
+    for (name, body) in [
+        ("offer_4codecs", sip::SDP_OFFER),
+        ("answer_2codecs", sip::SDP_ANSWER),
+    ] {
         g.bench_function(format!("sdp/{name}"), |b| {
             b.iter(|| {
                 Sdp::parse(black_box(body.as_bytes())).map(|s| {

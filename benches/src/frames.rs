@@ -61,7 +61,10 @@ pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 
 /// An Ethernet/IPv4/UDP frame from the caller to the callee.
 pub fn udp4(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    eth(0x0800, &ipv4(17, CALLER_IP, CALLEE_IP, &udp(sport, dport, payload)))
+    eth(
+        0x0800,
+        &ipv4(17, CALLER_IP, CALLEE_IP, &udp(sport, dport, payload)),
+    )
 }
 
 /// An RTP packet: version 2, payload type `pt`, `payload_bytes` bytes of µ-law silence.
@@ -105,7 +108,12 @@ pub fn vxlan_rtp() -> Vec<u8> {
     vx.extend_from_slice(&rtp_g711());
     eth(
         0x0800,
-        &ipv4(17, [198, 51, 100, 250], [203, 0, 113, 250], &udp(49152, 4789, &vx)),
+        &ipv4(
+            17,
+            [198, 51, 100, 250],
+            [203, 0, 113, 250],
+            &udp(49152, 4789, &vx),
+        ),
     )
 }
 

@@ -3,7 +3,8 @@
 //! - [`synth::Synth`]: N concurrent synthetic SIP calls with G.711 RTP and RTCP (see its
 //!   module docs for the exact traffic), [`source::PcapSource`]: frames of a capture file.
 //!   Both are [`source::FrameSource`]s.
-//! - [`sender`]: BPF_PROG_RUN live frames ([`sender::LiveSender`]), AF_PACKET `sendmmsg`
+//! - [`sender`]: BPF_PROG_RUN live frames ([`sender::LiveSender`]; distinct preloaded frames
+//!   at the live-frames rate: [`sender::RingSender`]), AF_PACKET `sendmmsg`
 //!   ([`sender::PacketSender`]), pcap output ([`sender::PcapSender`], [`sender::Tee`]).
 //! - [`pace::Pacer`]: token bucket (pps or bit/s) or the traffic's own timeline.
 //! - [`run::run`]: the loop tying them together, with progress and a summary.

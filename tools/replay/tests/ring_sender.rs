@@ -73,7 +73,17 @@ fn ring_sender_sends_distinct_frames_exactly() {
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("peer.pcap");
     let mut td = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "tcpdump", "-i", &v.b, "-n", "-U", "--immediate-mode"])
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "tcpdump",
+            "-i",
+            &v.b,
+            "-n",
+            "-U",
+            "--immediate-mode",
+        ])
         .args(["-B", "65536", "-w"])
         .arg(&pcap)
         .stdout(Stdio::null())
@@ -174,5 +184,9 @@ fn ring_sender_sends_distinct_frames_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(n as u64, total, "frames tcpdump recorded");
     assert!(rtp as u64 > total * 9 / 10, "{rtp} RTP frames");
-    assert_eq!(keys.len(), rtp, "every RTP frame is a different (SSRC, sequence number)");
+    assert_eq!(
+        keys.len(),
+        rtp,
+        "every RTP frame is a different (SSRC, sequence number)"
+    );
 }

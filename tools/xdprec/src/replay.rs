@@ -4,7 +4,7 @@
 //! `xdprec replay --iface IF (--pcap FILE | --synth N) [--pps N | --mbps N | --topspeed]
 //!  [--loop N] [--duration S] [--write-pcap OUT]`
 //!
-//! Extras: `--sender auto|live|afxdp|packet`, `--vlan ID`, `--call-secs S`, `--cps R`,
+//! Extras: `--sender auto|live|live-ring|afxdp|packet`, `--ring-frames N`, `--kernel-batch N`, `--vlan ID`, `--call-secs S`, `--cps R`,
 //! `--repeat K` (live sender: K copies of each frame), `--count N` (stop after N frames),
 //! `--seed N`. `--iface` may be left out when `--write-pcap` is given (write only).
 //!
@@ -23,6 +23,15 @@
 //! ingress_ifindex = the interface (needs a driver with ndo_xdp_xmit; on veth the peer needs
 //! an XDP program or GRO on, else frames vanish without a counter); one system call per frame,
 //! or per K identical copies with `--repeat K`. `packet` = AF_PACKET sendmmsg (any interface).
+//! `live-ring` = BPF_PROG_RUN live frames of `xdprec_replay_ring`: up to 65536 frames of the
+//! source (at most 256 bytes each: RTP, RTCP, short SIP) are preloaded as templates and each
+//! system call sends `--repeat K` DISTINCT frames cycling through them (RTP sequence numbers
+//! and timestamps move on in every pass; SIP/RTCP templates repeat, so a capture's
+//! `--dedup-window-ms` must be 0 or shorter than one pass, n / rate). The program paces the
+//! packets of a call itself (spinning on the clock), so `--pps` gives an even stream; K
+//! defaults to half a second of traffic because a call costs ~28 ms besides its packets.
+//! Needs `--pps`, `--mbps` or `--topspeed`; not with `--write-pcap`; `--count` is rounded up
+//! to whole calls. Measured here: 2.2 Mpps of distinct 214-byte frames into a GRO peer.
 //! `afxdp` is not implemented. `auto` picks `live` when `--repeat` > 1, else `packet` (faster
 //! for distinct frames: see scripts/bench-replay.sh), and logs which it chose and why.
 
