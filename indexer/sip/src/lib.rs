@@ -23,6 +23,7 @@
 //! - [`websocket`]: [`WebSocketDeframer`] for SIP over WebSocket (RFC 7118), 64 KiB.
 #![deny(unsafe_code)]
 
+pub mod g711;
 pub mod header;
 pub mod multipart;
 pub mod rtcp;

@@ -2,14 +2,13 @@
 //!
 //! - [`wav`]: G.711 u-law/A-law RTP to 16-bit PCM WAV, one channel per direction, lost packets
 //!   as silence.
-//! - [`g711`]: the decoder.
+//! - the G.711 decoder is `xdprec_sip::g711`, shared with the replay tools' encoder.
 //!
 //! Output files are written to a temporary name beside the target and renamed when complete,
 //! so a reader never sees half a file. Paths come from the command line, never from network
 //! strings (a Call-ID is never part of a file name).
 #![deny(unsafe_code)]
 
-pub mod g711;
 pub mod merge;
 pub mod pcap;
 pub mod wav;

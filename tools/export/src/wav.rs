@@ -6,9 +6,9 @@
 //! other payload types in a G.711 stream (comfort noise, RFC 4733 events) are left as silence.
 //! A stream whose packets are never G.711 is an error naming the payload type.
 
-use crate::g711::G711;
 use crate::ExportError;
 use std::io::Write;
+use xdprec_sip::g711::Law;
 
 /// One RTP packet of a direction, as recorded.
 #[derive(Clone, Debug)]
@@ -34,7 +34,7 @@ pub fn decode_channel(
     let mut report = ChannelReport::default();
     let Some(first) = packets
         .iter()
-        .find(|p| G711::from_payload_type(p.payload_type).is_some())
+        .find(|p| Law::from_payload_type(p.payload_type).is_some())
     else {
         let pt = packets.first().map(|p| p.payload_type);
         return Err(ExportError::UnsupportedCodec { payload_type: pt });
@@ -46,7 +46,7 @@ pub fn decode_channel(
     let base_ts = first.timestamp;
     let mut pcm: Vec<i16> = Vec::new();
     for p in packets {
-        let Some(codec) = G711::from_payload_type(p.payload_type) else {
+        let Some(codec) = Law::from_payload_type(p.payload_type) else {
             report.skipped_packets += 1;
             continue;
         };

@@ -8,10 +8,9 @@
 //!   ([`sender::PacketSender`]), pcap output ([`sender::PcapSender`], [`sender::Tee`]).
 //! - [`pace::Pacer`]: token bucket (pps or bit/s) or the traffic's own timeline.
 //! - [`run::run`]: the loop tying them together, with progress and a summary.
-//! - [`g711`]: µ-law and A-law companding.
+//! - G.711 µ-law and A-law companding: `xdprec_sip::g711`, shared with export's decoder.
 #![deny(unsafe_code)]
 
-pub mod g711;
 pub mod pace;
 pub mod run;
 pub mod sender;

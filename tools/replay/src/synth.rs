@@ -31,13 +31,13 @@
 //! valid; the UDP checksum of RTP is 0 (legal for IPv4). Events are ordered by a binary heap
 //! with one entry per slot. SIP and RTCP (rare) are formatted into a reused buffer.
 
-use crate::g711::{tone_second, Law};
 use crate::source::{FrameMeta, FrameSource};
 use crate::Error;
 use etherparse::{PacketBuilder, PacketBuilderStep, UdpHeader, VlanId};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::Write;
+use xdprec_sip::g711::{tone_second, Law};
 
 /// Concurrent calls accepted (each slot holds about 300 bytes).
 pub const CALLS_MAX: u32 = 1_000_000;

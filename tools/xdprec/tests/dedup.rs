@@ -3,20 +3,12 @@
 //! port would show it) is stored once and the copies are counted; identical packets outside
 //! the window are kept; `--dedup-window-ms 0` keeps everything.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::{import_with, number_after, store_records, tmpdir};
 use xdprec_pcapio::PcapWriter;
-use xdprec_segment::{list_segments, SegmentReader};
-
-const BIN: &str = env!("CARGO_BIN_EXE_xdprec");
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xdprec-dedup-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn csum(h: &[u8]) -> u16 {
     let mut s = 0u32;
@@ -58,45 +50,12 @@ fn rtp(seq: u16, ttl: u8, mac: u8) -> Vec<u8> {
 }
 
 fn stored(store: &Path) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for s in list_segments(store).unwrap() {
-        let r = SegmentReader::open(&s.path).unwrap();
-        for rec in r.records() {
-            out.push(rec.frame.to_vec());
-        }
-    }
-    out
+    store_records(store).into_iter().map(|(_, f)| f).collect()
 }
 
+/// `xdprec capture --pcap` with `extra` flags: its stdout (the summary).
 fn import(pcap: &Path, store: &Path, extra: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(["capture", "--pcap"])
-        .arg(pcap)
-        .arg("--store")
-        .arg(store)
-        .args(["--recorder", "dedup"])
-        .args(extra)
-        .output()
-        .expect("run xdprec");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "xdprec capture --pcap failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-fn number_after(text: &str, what: &str) -> u64 {
-    let i = text
-        .find(what)
-        .unwrap_or_else(|| panic!("`{what}` not in {text}"));
-    text[i + what.len()..]
-        .trim_start()
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no number after `{what}` in {text}"))
+    import_with(pcap, store, "dedup", extra)
 }
 
 #[test]

@@ -2,41 +2,12 @@
 //! holds exactly that call's frames, byte-identical with their original timestamps, and the
 //! calls together give back every recorded frame; `--all` gives every frame; WAV decodes.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use xdprec_pcapio::PcapReader;
 
-fn xdprec(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xdprec"))
-        .args(args)
-        .output()
-        .expect("run xdprec");
-    assert!(
-        out.status.success(),
-        "xdprec {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// (timestamp, wire length, bytes) of every frame of a pcap.
-fn frames(path: &Path) -> Vec<(u64, u32, Vec<u8>)> {
-    let mut r = PcapReader::open(path).expect("open pcap");
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.expect("packet");
-        out.push((p.ts_ns, p.wire_len, p.data.to_vec()));
-    }
-    out
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xdprec-export-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{import, read_pcap, store_calls, tmpdir, xdprec, BIN};
 
 #[test]
 fn calls_export_back_frame_for_frame() {
@@ -44,30 +15,17 @@ fn calls_export_back_frame_for_frame() {
         return;
     };
     let input = corpus.join("sample-captures/sip-rtp-g711.pcap");
-    let dir = tempdir("calls");
+    let dir = tmpdir("calls");
     let store = dir.join("store");
     let s = store.to_str().unwrap();
-    xdprec(&[
-        "capture",
-        "--pcap",
-        input.to_str().unwrap(),
-        "--store",
-        s,
-        "--recorder",
-        "r1",
-    ]);
+    import(&input, &store, "r1");
     xdprec(&["index", "--store", s]);
-    let calls = xdprec(&["calls", "--store", s, "--json"]);
+    let calls = store_calls(&store, &[]);
     let ids: Vec<String> = calls
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["call_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids.len(), 2, "{calls}");
+    assert_eq!(ids.len(), 2, "{calls:?}");
 
     // Every recorded frame: --all.
     let all = dir.join("all.pcap");
@@ -79,9 +37,9 @@ fn calls_export_back_frame_for_frame() {
         "--pcap",
         all.to_str().unwrap(),
     ]);
-    let all_frames = frames(&all);
+    let all_frames = read_pcap(&all);
     // The input's SIP and RTP frames (3 frames of the input are neither).
-    let input_frames = frames(&input);
+    let input_frames = read_pcap(&input);
     let input_set: BTreeSet<_> = input_frames.iter().cloned().collect();
     assert_eq!(all_frames.len(), 849);
     for f in &all_frames {
@@ -108,7 +66,7 @@ fn calls_export_back_frame_for_frame() {
             "--pcap",
             out.to_str().unwrap(),
         ]);
-        let fr = frames(&out);
+        let fr = read_pcap(&out);
         assert!(fr.len() > 400, "call {id}: {} frames", fr.len());
         assert!(fr.windows(2).all(|w| w[0].0 <= w[1].0));
         for f in fr {
@@ -167,9 +125,9 @@ fn calls_export_back_frame_for_frame() {
 
 #[test]
 fn unknown_call_and_missing_index_are_clear_errors() {
-    let dir = tempdir("errors");
+    let dir = tmpdir("errors");
     let s = dir.to_str().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_xdprec"))
+    let out = Command::new(BIN)
         .args([
             "export",
             "--store",

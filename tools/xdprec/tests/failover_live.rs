@@ -11,59 +11,23 @@
 //! Traffic stays inside a network namespace the test creates; every wait has a deadline;
 //! processes are stopped by their pid.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use xdprec_capture::stats::{Field, StatsReader};
-use xdprec_pcapio::{PcapReader, PcapWriter};
-use xdprec_segment::{list_segments, SegmentReader};
-use xdprec_testkit::{require_privileges, require_tool, run, sh, Netns, Veth};
+use common::{
+    calls, export, import, index, read_pcap, steered, store_records, tmpdir, write_pcap, xdprec,
+    Frame, Recorder, Topo, BIN,
+};
+use xdprec_testkit::{require_privileges, require_tool, sh};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xdprec");
 const CALL2: &str = "1-1968@10.0.2.20";
 /// Where the capture is cut (from its first frame), and how much is lost at the hand-over.
 const SPLIT_NS: u64 = 12_500_000_000;
 const LOST_NS: u64 = 500_000_000;
-
-fn xdprec(args: &[&str]) -> (String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run xdprec");
-    let (o, e) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "xdprec {args:?} failed:\n{o}\n{e}");
-    (o, e)
-}
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xdprec-failover-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-type Frame = (u64, u32, Vec<u8>);
-
-fn read_pcap(path: &Path) -> Vec<Frame> {
-    let mut r = PcapReader::open(path).expect("open pcap");
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.expect("packet");
-        out.push((p.ts_ns, p.wire_len, p.data.to_vec()));
-    }
-    out
-}
-
-fn write_pcap(path: &Path, frames: &[Frame]) {
-    let f = std::fs::File::create(path).unwrap();
-    let mut w = PcapWriter::new(std::io::BufWriter::new(f), 262_144).unwrap();
-    for (ts, len, data) in frames {
-        w.write_packet(*ts, *len, data).unwrap();
-    }
-    w.flush().unwrap();
-}
 
 /// (src port, dst port, UDP payload) of an Ethernet/IPv4/UDP frame.
 fn udp(f: &[u8]) -> Option<(u16, u16, &[u8])> {
@@ -113,27 +77,23 @@ fn split() -> Option<(Vec<Frame>, Vec<Frame>, Vec<Frame>)> {
     Some((a, lost, b))
 }
 
-fn calls(db: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
-    let mut args = vec!["calls", "--db", db.to_str().unwrap(), "--json"];
-    args.extend_from_slice(extra);
-    xdprec(&args)
-        .0
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
-        .collect()
-}
-
 /// Record times in a store: (first, last).
 fn store_span(store: &Path) -> (u64, u64) {
     let (mut lo, mut hi) = (u64::MAX, 0);
-    for s in list_segments(store).unwrap() {
-        let r = SegmentReader::open(&s.path).unwrap();
-        for rec in r.records() {
-            lo = lo.min(rec.ts_ns);
-            hi = hi.max(rec.ts_ns);
-        }
+    for (ts, _) in store_records(store) {
+        lo = lo.min(ts);
+        hi = hi.max(ts);
     }
     (lo, hi)
+}
+
+/// The second call's frames of both parts: what export of the call must give back.
+fn call2_frames(a: &[Frame], b: &[Frame]) -> Vec<Vec<u8>> {
+    a.iter()
+        .chain(b.iter())
+        .filter(|f| is_call2(&f.2))
+        .map(|f| f.2.clone())
+        .collect()
 }
 
 /// The checks both tests share: the index `db` of `stores`, the RTP lost at the hand-over,
@@ -193,25 +153,12 @@ fn check_failover(
 
     // Export: the union of the two parts, in time order, byte for byte.
     let out = dir.join("call2.pcap");
-    let (_, err) = xdprec(&[
-        "export",
-        "--store",
-        stores[0].to_str().unwrap(),
-        "--store",
-        stores[1].to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--call-id",
-        CALL2,
-        "--pcap",
-        out.to_str().unwrap(),
-    ]);
+    let (got, err) = export(&stores, db, CALL2, &out, false);
     eprintln!("{err}");
     assert!(
         err.contains("from A") && err.contains("from B"),
         "per-recorder report: {err}"
     );
-    let got = read_pcap(&out);
     assert!(got.windows(2).all(|w| w[0].0 <= w[1].0), "time order");
     let mut got_bytes: Vec<Vec<u8>> = got.into_iter().map(|f| f.2).collect();
     let mut want = want.to_vec();
@@ -230,34 +177,12 @@ fn failover_from_split_pcaps() {
     write_pcap(&pb, &b);
     let (sa, sb) = (dir.join("A"), dir.join("B"));
     for (p, s, r) in [(&pa, &sa, "A"), (&pb, &sb, "B")] {
-        xdprec(&[
-            "capture",
-            "--pcap",
-            p.to_str().unwrap(),
-            "--store",
-            s.to_str().unwrap(),
-            "--recorder",
-            r,
-        ]);
+        import(p, s, r);
     }
     let db = dir.join("index.sqlite");
-    let (_, log) = xdprec(&[
-        "index",
-        "--store",
-        sa.to_str().unwrap(),
-        "--store",
-        sb.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-    ]);
-    eprintln!("{log}");
+    eprintln!("{}", index(&db, &[&sa, &sb], &[]));
     let gap = (b[0].0 - a.last().unwrap().0) as i64;
-    let want: Vec<Vec<u8>> = a
-        .iter()
-        .chain(b.iter())
-        .filter(|f| is_call2(&f.2))
-        .map(|f| f.2.clone())
-        .collect();
+    let want = call2_frames(&a, &b);
     check_failover(&db, [&sa, &sb], lost.len(), gap, &want, &dir);
 
     // WAV of the assembled call: both parts' audio (part A alone is ~3.9 s, B ~3.9 s).
@@ -282,26 +207,10 @@ fn failover_from_split_pcaps() {
 
     // Re-indexing (nothing new) and indexing the stores in the other order give the same.
     let before = calls(&db, &["--all"]);
-    xdprec(&[
-        "index",
-        "--store",
-        sa.to_str().unwrap(),
-        "--store",
-        sb.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-    ]);
+    index(&db, &[&sa, &sb], &[]);
     assert_eq!(calls(&db, &["--all"]), before);
     let db2 = dir.join("reversed.sqlite");
-    xdprec(&[
-        "index",
-        "--store",
-        sb.to_str().unwrap(),
-        "--store",
-        sa.to_str().unwrap(),
-        "--db",
-        db2.to_str().unwrap(),
-    ]);
+    index(&db2, &[&sb, &sa], &[]);
     let strip = |v: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
         v.into_iter()
             .map(|mut c| {
@@ -314,256 +223,12 @@ fn failover_from_split_pcaps() {
 
     // A gap longer than --failover-gap-s keeps the parts apart: B's RTP stays an orphan.
     let db3 = dir.join("strict.sqlite");
-    xdprec(&[
-        "index",
-        "--store",
-        sa.to_str().unwrap(),
-        "--store",
-        sb.to_str().unwrap(),
-        "--db",
-        db3.to_str().unwrap(),
-        "--failover-gap-s",
-        "0.1",
-    ]);
+    index(&db3, &[&sa, &sb], &["--failover-gap-s", "0.1"]);
     let strict = calls(&db3, &[]);
     assert!(strict.iter().all(|c| c["failover"].is_null()), "{strict:?}");
     let (orphans, _) = xdprec(&["calls", "--db", db3.to_str().unwrap(), "--orphans"]);
     assert_eq!(orphans.lines().count(), 1, "{orphans}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A namespace with a traffic veth (tcpreplay sends on `src.a`, frames arrive at `src.b`)
-/// and one veth per recorder (`rec.b` captured, `rec.a` the mirror's target).
-struct Topo {
-    ns: Netns,
-    src: Veth,
-    recs: Vec<Veth>,
-}
-
-impl Topo {
-    fn new(recorders: usize) -> Topo {
-        let ns = Netns::new();
-        for k in ["all", "default"] {
-            let _ = run(&[
-                "ip",
-                "netns",
-                "exec",
-                ns.name(),
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
-            ]);
-        }
-        let mut pairs = Vec::new();
-        for _ in 0..=recorders {
-            let mut v = Veth::new(1);
-            v.move_a(&ns);
-            v.move_b(&ns);
-            for end in [&v.a, &v.b] {
-                ns.exec(&["ip", "link", "set", end, "up"]);
-            }
-            pairs.push(v);
-        }
-        let src = pairs.remove(0);
-        ns.exec(&["tc", "qdisc", "add", "dev", &src.b, "ingress"]);
-        Topo {
-            ns,
-            src,
-            recs: pairs,
-        }
-    }
-
-    /// Mirrors everything arriving on the traffic veth to the given recorders' veths.
-    fn mirror_to(&self, which: &[usize]) {
-        let _ = run(&[
-            "ip",
-            "netns",
-            "exec",
-            self.ns.name(),
-            "tc",
-            "filter",
-            "del",
-            "dev",
-            &self.src.b,
-            "parent",
-            "ffff:",
-        ]);
-        let mut args: Vec<String> = [
-            "tc",
-            "filter",
-            "add",
-            "dev",
-            &self.src.b,
-            "parent",
-            "ffff:",
-            "protocol",
-            "all",
-            "prio",
-            "1",
-            "u32",
-            "match",
-            "u32",
-            "0",
-            "0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for (i, r) in which.iter().enumerate() {
-            if i > 0 {
-                args.push("pipe".into());
-            }
-            for s in [
-                "action",
-                "mirred",
-                "egress",
-                "mirror",
-                "dev",
-                &self.recs[*r].a,
-            ] {
-                args.push(s.to_string());
-            }
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.ns.exec(&refs);
-    }
-
-    fn replay(&self, pcap: &Path, pps: u32) {
-        // tcpreplay exits non-zero when a frame could not be sent; the counts checked later
-        // tell.
-        let _ = run(&[
-            "ip",
-            "netns",
-            "exec",
-            self.ns.name(),
-            "tcpreplay",
-            "-q",
-            &format!("--pps={pps}"),
-            "-i",
-            &self.src.a,
-            pcap.to_str().unwrap(),
-        ]);
-    }
-}
-
-/// A running `xdprec capture --iface`, killed on drop if still running.
-struct Recorder {
-    child: Child,
-    stats: PathBuf,
-    log: PathBuf,
-}
-
-impl Recorder {
-    fn start(ns: &Netns, iface: &str, store: &Path, name: &str) -> Recorder {
-        std::fs::create_dir_all(store).unwrap();
-        let log = store.with_extension("log");
-        let f = std::fs::File::create(&log).unwrap();
-        let child = ns
-            .command(BIN)
-            .args(["capture", "--iface", iface, "--store"])
-            .arg(store)
-            .args(["--recorder", name, "--ring-size", "8192"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .expect("spawn xdprec capture");
-        let stats = store.join("stats").join(format!("{name}-{iface}-q0.stats"));
-        let mut r = Recorder { child, stats, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(r.alive(), "capture exited early:\n{}", r.log_text());
-            let pid = u64::from(r.child.id());
-            if let Ok(s) = StatsReader::open(&r.stats) {
-                if s.read()
-                    .map(|s| s.seq >= 2 && s.pid == pid)
-                    .unwrap_or(false)
-                {
-                    return r;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "capture not ready:\n{}",
-                r.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn written(&self) -> u64 {
-        StatsReader::open(&self.stats)
-            .and_then(|r| r.read())
-            .map(|s| s.get(Field::Written))
-            .unwrap_or(0)
-    }
-
-    /// Waits (bounded) until `n` records are written.
-    fn wait_written(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.written() < n {
-            assert!(
-                Instant::now() < deadline,
-                "recorder wrote {} of {n} records:\n{}",
-                self.written(),
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        sh(&["kill", sig, &self.child.id().to_string()]);
-    }
-
-    /// SIGINT, then a bounded wait for a clean exit.
-    fn stop(mut self) {
-        self.signal("-INT");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                assert!(st.success(), "capture failed:\n{}", self.log_text());
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "capture did not stop:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill9(mut self) {
-        self.signal("-9");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        if self.alive() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Frames the probe steers to the recorder (SIP and RTP here; not the odd keep-alives).
-fn steered(frames: &[Frame]) -> u64 {
-    let mut c = xdprec_classify::Classifier::new(xdprec_classify::ProbeConfig::default());
-    frames
-        .iter()
-        .filter(|f| c.classify(&f.2).class.is_captured())
-        .count() as u64
 }
 
 #[test]
@@ -645,19 +310,11 @@ fn failover_live() {
         steered(&b),
         gap as f64 / 1e6
     );
-    let want: Vec<Vec<u8>> = a
-        .iter()
-        .chain(b.iter())
-        .filter(|f| is_call2(&f.2))
-        .map(|f| f.2.clone())
-        .collect();
+    let want = call2_frames(&a, &b);
     check_failover(&db, [&sa, &sb], lost.len(), gap, &want, &dir);
     let mut per_rec: BTreeMap<&str, u64> = BTreeMap::new();
     for (s, n) in [(&sa, "A"), (&sb, "B")] {
-        for seg in list_segments(s).unwrap() {
-            *per_rec.entry(n).or_default() +=
-                SegmentReader::open(&seg.path).unwrap().records().count() as u64;
-        }
+        *per_rec.entry(n).or_default() += store_records(s).len() as u64;
     }
     eprintln!("records per recorder: {per_rec:?}");
     let _ = std::fs::remove_dir_all(&dir);

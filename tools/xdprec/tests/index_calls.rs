@@ -1,57 +1,22 @@
 //! `xdprec capture --pcap` → `xdprec index` → `xdprec calls --json`: the contract fields.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
-fn xdprec(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xdprec"))
-        .args(args)
-        .output()
-        .expect("run xdprec");
-    assert!(
-        out.status.success(),
-        "xdprec {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-struct Tmp(PathBuf);
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn calls(store: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
-    let mut args = vec!["calls", "--store", store.to_str().unwrap(), "--json"];
-    args.extend_from_slice(extra);
-    xdprec(&args)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect()
-}
+use common::{import, store_calls as calls, tmpdir, xdprec, Tmp, BIN};
 
 #[test]
 fn calls_json_from_a_captured_store() {
     let Some(corpus) = xdprec_testkit::corpus_dir() else {
         return;
     };
-    let t = Tmp(std::env::temp_dir().join(format!("xdprec-index-calls-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&t.0);
+    let t = Tmp(tmpdir("calls"));
     let store = t.0.join("store");
     let pcap = corpus.join("sample-captures/sip-rtp-g711.pcap");
     let s = store.to_str().unwrap();
-    xdprec(&[
-        "capture",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--store",
-        s,
-        "--recorder",
-        "rec1",
-    ]);
+    import(&pcap, &store, "rec1");
     xdprec(&["index", "--store", s]);
     assert!(store.join("index.sqlite").is_file());
 
@@ -94,7 +59,7 @@ fn calls_json_from_a_captured_store() {
     // Indexing again changes nothing; the table for people lists both calls.
     xdprec(&["index", "--store", s]);
     assert_eq!(calls(&store, &[]), all);
-    let table = xdprec(&["calls", "--store", s]);
+    let (table, _) = xdprec(&["calls", "--store", s]);
     assert!(
         table.contains("1-1966@10.0.2.20") && table.contains("2 calls"),
         "{table}"
@@ -108,9 +73,7 @@ fn fragmented_invite_from_a_store() {
     use etherparse::{IpFragOffset, IpNumber, Ipv4Header, PacketBuilder};
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     use std::time::Duration;
-    let t = Tmp(std::env::temp_dir().join(format!("xdprec-index-frag-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&t.0);
-    std::fs::create_dir_all(&t.0).unwrap();
+    let t = Tmp(tmpdir("frag"));
     let (a, b) = ([198, 51, 100, 1], [198, 51, 100, 2]);
     let sdp = "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 8\r\n";
     let pad = "x".repeat(3000);
@@ -198,8 +161,7 @@ fn index_killed_and_restarted_ends_the_same() {
     let Some(corpus) = xdprec_testkit::corpus_dir() else {
         return;
     };
-    let t = Tmp(std::env::temp_dir().join(format!("xdprec-index-kill-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&t.0);
+    let t = Tmp(tmpdir("kill"));
     let store = t.0.join("store");
     let s = store.to_str().unwrap();
     for f in [
@@ -223,7 +185,7 @@ fn index_killed_and_restarted_ends_the_same() {
     let mut finished = false;
     let mut kills = 0;
     for delay_ms in [1u64, 3, 8, 15, 30, 60, 120, 250, 500, 1000, 2000, 4000] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xdprec"))
+        let mut child = Command::new(BIN)
             .args(["index", "--store", s, "--db", db.to_str().unwrap()])
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -241,7 +203,7 @@ fn index_killed_and_restarted_ends_the_same() {
         xdprec(&["index", "--store", s, "--db", db.to_str().unwrap()]);
     }
     let list = |d: &Path| {
-        let out = xdprec(&["calls", "--db", d.to_str().unwrap(), "--json", "--all"]);
+        let (out, _) = xdprec(&["calls", "--db", d.to_str().unwrap(), "--json", "--all"]);
         out.lines()
             .map(|l| {
                 let mut v: serde_json::Value = serde_json::from_str(l).unwrap();

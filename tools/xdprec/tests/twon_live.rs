@@ -11,54 +11,16 @@
 //! Traffic stays inside a network namespace the test creates; every wait has a deadline;
 //! processes are stopped by their pid.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use xdprec_capture::stats::{Field, StatsReader};
-use xdprec_pcapio::{PcapReader, PcapWriter};
-use xdprec_testkit::{require_privileges, require_tool, run, sh, Netns, Veth};
-
-const BIN: &str = env!("CARGO_BIN_EXE_xdprec");
-
-fn xdprec(args: &[&str]) -> (String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run xdprec");
-    let (o, e) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "xdprec {args:?} failed:\n{o}\n{e}");
-    (o, e)
-}
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xdprec-2n-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-type Frame = (u64, u32, Vec<u8>);
-
-fn read_pcap(path: &Path) -> Vec<Frame> {
-    let mut r = PcapReader::open(path).expect("open pcap");
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.expect("packet");
-        out.push((p.ts_ns, p.wire_len, p.data.to_vec()));
-    }
-    out
-}
-
-fn write_pcap(path: &Path, frames: &[Frame]) {
-    let f = std::fs::File::create(path).unwrap();
-    let mut w = PcapWriter::new(std::io::BufWriter::new(f), 262_144).unwrap();
-    for (ts, len, data) in frames {
-        w.write_packet(*ts, *len, data).unwrap();
-    }
-    w.flush().unwrap();
-}
+use common::{
+    calls, export, import, index, number_before, read_pcap, steered, tmpdir, write_pcap, Frame,
+    Recorder, Topo,
+};
+use xdprec_testkit::{require_privileges, require_tool};
 
 /// True for an RTP frame of the capture (UDP from port 27942 or 28102 to 6000).
 fn is_rtp(f: &[u8]) -> bool {
@@ -67,29 +29,6 @@ fn is_rtp(f: &[u8]) -> bool {
         && f[23] == 17
         && f[36..38] == 6000u16.to_be_bytes()
         && f[42] >> 6 == 2
-}
-
-fn calls(db: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
-    let mut args = vec!["calls", "--db", db.to_str().unwrap(), "--json"];
-    args.extend_from_slice(extra);
-    xdprec(&args)
-        .0
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
-        .collect()
-}
-
-fn index(db: &Path, stores: &[&Path], extra: &[&str]) -> String {
-    let mut args = vec!["index".to_string()];
-    for s in stores {
-        args.push("--store".into());
-        args.push(s.to_str().unwrap().into());
-    }
-    args.push("--db".into());
-    args.push(db.to_str().unwrap().into());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    xdprec(&refs).1
 }
 
 /// Every call once as primary and once as secondary (naming the primary's recorder).
@@ -134,49 +73,6 @@ fn check_roles(db: &Path, want_calls: usize, primary: &str, secondary: &str) {
     }
 }
 
-/// `export --merge` of a call: (frames, stderr).
-fn export(
-    stores: &[&Path],
-    db: &Path,
-    call: &str,
-    out: &Path,
-    merge: bool,
-) -> (Vec<Frame>, String) {
-    let mut args = vec!["export".to_string()];
-    for s in stores {
-        args.push("--store".into());
-        args.push(s.to_str().unwrap().into());
-    }
-    for a in [
-        "--db",
-        db.to_str().unwrap(),
-        "--call-id",
-        call,
-        "--pcap",
-        out.to_str().unwrap(),
-    ] {
-        args.push(a.into());
-    }
-    if merge {
-        args.push("--merge".into());
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (_, err) = xdprec(&refs);
-    (read_pcap(out), err)
-}
-
-fn number_before(text: &str, what: &str) -> u64 {
-    let i = text
-        .find(what)
-        .unwrap_or_else(|| panic!("`{what}` not in {text}"));
-    text[..i]
-        .trim_end()
-        .rsplit(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no number before `{what}` in {text}"))
-}
-
 #[test]
 fn twon_from_lossy_pcap_copies() {
     let Some(corpus) = xdprec_testkit::corpus_dir() else {
@@ -211,15 +107,7 @@ fn twon_from_lossy_pcap_copies() {
     write_pcap(&pb, &fb);
     let (sa, sb) = (dir.join("A"), dir.join("B"));
     for (p, s, r) in [(&pa, &sa, "A"), (&pb, &sb, "B")] {
-        xdprec(&[
-            "capture",
-            "--pcap",
-            p.to_str().unwrap(),
-            "--store",
-            s.to_str().unwrap(),
-            "--recorder",
-            r,
-        ]);
+        import(p, s, r);
     }
     let db = dir.join("index.sqlite");
     eprintln!("{}", index(&db, &[&sa, &sb], &[]));
@@ -275,235 +163,6 @@ fn twon_from_lossy_pcap_copies() {
         .as_str()
         .is_some_and(|f| f.contains("ambiguous: RTP packet counts differ"))));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A namespace with a traffic veth (tcpreplay sends on `src.a`, frames arrive at `src.b`)
-/// and one veth per recorder (`rec.b` captured, `rec.a` the mirror's target).
-struct Topo {
-    ns: Netns,
-    src: Veth,
-    recs: Vec<Veth>,
-}
-
-impl Topo {
-    fn new(recorders: usize) -> Topo {
-        let ns = Netns::new();
-        for k in ["all", "default"] {
-            let _ = run(&[
-                "ip",
-                "netns",
-                "exec",
-                ns.name(),
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
-            ]);
-        }
-        let mut pairs = Vec::new();
-        for _ in 0..=recorders {
-            let mut v = Veth::new(1);
-            v.move_a(&ns);
-            v.move_b(&ns);
-            for end in [&v.a, &v.b] {
-                ns.exec(&["ip", "link", "set", end, "up"]);
-            }
-            pairs.push(v);
-        }
-        let src = pairs.remove(0);
-        ns.exec(&["tc", "qdisc", "add", "dev", &src.b, "ingress"]);
-        Topo {
-            ns,
-            src,
-            recs: pairs,
-        }
-    }
-
-    /// Mirrors everything arriving on the traffic veth to the given recorders' veths.
-    fn mirror_to(&self, which: &[usize]) {
-        let _ = run(&[
-            "ip",
-            "netns",
-            "exec",
-            self.ns.name(),
-            "tc",
-            "filter",
-            "del",
-            "dev",
-            &self.src.b,
-            "parent",
-            "ffff:",
-        ]);
-        let mut args: Vec<String> = [
-            "tc",
-            "filter",
-            "add",
-            "dev",
-            &self.src.b,
-            "parent",
-            "ffff:",
-            "protocol",
-            "all",
-            "prio",
-            "1",
-            "u32",
-            "match",
-            "u32",
-            "0",
-            "0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for (i, r) in which.iter().enumerate() {
-            if i > 0 {
-                args.push("pipe".into());
-            }
-            for s in [
-                "action",
-                "mirred",
-                "egress",
-                "mirror",
-                "dev",
-                &self.recs[*r].a,
-            ] {
-                args.push(s.to_string());
-            }
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.ns.exec(&refs);
-    }
-
-    fn replay(&self, pcap: &Path, pps: u32) {
-        // tcpreplay exits non-zero when a frame could not be sent; the counts checked later
-        // tell.
-        let _ = run(&[
-            "ip",
-            "netns",
-            "exec",
-            self.ns.name(),
-            "tcpreplay",
-            "-q",
-            &format!("--pps={pps}"),
-            "-i",
-            &self.src.a,
-            pcap.to_str().unwrap(),
-        ]);
-    }
-}
-
-/// A running `xdprec capture --iface`, killed on drop if still running.
-struct Recorder {
-    child: Child,
-    stats: PathBuf,
-    log: PathBuf,
-}
-
-impl Recorder {
-    fn start(ns: &Netns, iface: &str, store: &Path, name: &str) -> Recorder {
-        std::fs::create_dir_all(store).unwrap();
-        let log = store.with_extension("log");
-        let f = std::fs::File::create(&log).unwrap();
-        let child = ns
-            .command(BIN)
-            .args(["capture", "--iface", iface, "--store"])
-            .arg(store)
-            .args(["--recorder", name, "--ring-size", "8192"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .expect("spawn xdprec capture");
-        let stats = store.join("stats").join(format!("{name}-{iface}-q0.stats"));
-        let mut r = Recorder { child, stats, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(r.alive(), "capture exited early:\n{}", r.log_text());
-            let pid = u64::from(r.child.id());
-            if let Ok(s) = StatsReader::open(&r.stats) {
-                if s.read()
-                    .map(|s| s.seq >= 2 && s.pid == pid)
-                    .unwrap_or(false)
-                {
-                    return r;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "capture not ready:\n{}",
-                r.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn written(&self) -> u64 {
-        StatsReader::open(&self.stats)
-            .and_then(|r| r.read())
-            .map(|s| s.get(Field::Written))
-            .unwrap_or(0)
-    }
-
-    /// Waits (bounded) until `n` records are written.
-    fn wait_written(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.written() < n {
-            assert!(
-                Instant::now() < deadline,
-                "recorder wrote {} of {n} records:\n{}",
-                self.written(),
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        sh(&["kill", sig, &self.child.id().to_string()]);
-    }
-
-    /// SIGINT, then a bounded wait for a clean exit.
-    fn stop(mut self) {
-        self.signal("-INT");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                assert!(st.success(), "capture failed:\n{}", self.log_text());
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "capture did not stop:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        if self.alive() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Frames the probe steers to the recorder (SIP and RTP here; not the odd keep-alives).
-fn steered(frames: &[Frame]) -> u64 {
-    let mut c = xdprec_classify::Classifier::new(xdprec_classify::ProbeConfig::default());
-    frames
-        .iter()
-        .filter(|f| c.classify(&f.2).class.is_captured())
-        .count() as u64
 }
 
 #[test]

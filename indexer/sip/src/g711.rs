@@ -1,8 +1,12 @@
 //! G.711 companding (ITU-T G.711): µ-law (RTP payload type 0, PCMU) and A-law (PT 8, PCMA).
 //!
+//! G.711 is the RTP payload the recorder decodes (export writes a call's audio as WAV) and
+//! generates (the replay tools' synthetic calls). Both directions live here, once.
+//!
 //! The algorithm is the classic Sun reference implementation (public domain), which matches the
 //! ITU tables: µ-law works on 14-bit magnitude with a bias of 0x84, A-law on 13 bits with
-//! alternate bits inverted (XOR 0x55). Inputs are 16-bit linear PCM.
+//! alternate bits inverted (XOR 0x55). Inputs are 16-bit linear PCM. The unit tests check both
+//! directions against the standard's known values.
 
 const SEG_SHIFT: u32 = 4;
 const QUANT_MASK: u8 = 0x0f;
@@ -99,6 +103,15 @@ pub enum Law {
 }
 
 impl Law {
+    /// By static RTP payload type (RFC 3551); `None` for any other payload type.
+    pub fn from_payload_type(pt: u8) -> Option<Law> {
+        match pt {
+            0 => Some(Law::Ulaw),
+            8 => Some(Law::Alaw),
+            _ => None,
+        }
+    }
+
     pub fn payload_type(self) -> u8 {
         match self {
             Law::Ulaw => 0,
@@ -225,5 +238,47 @@ mod tests {
         assert!(i32::from(alaw_to_linear(t[0])).abs() < 16);
         assert_eq!(Law::Ulaw.payload_type(), 0);
         assert_eq!(Law::Alaw.payload_type(), 8);
+    }
+
+    #[test]
+    fn ulaw_decoder_known_values() {
+        // 0xff and 0x7f are the two zeros; 0x00 / 0x80 the extremes (G.711 table 2a).
+        assert_eq!(ulaw_to_linear(0xff), 0);
+        assert_eq!(ulaw_to_linear(0x7f), 0);
+        assert_eq!(ulaw_to_linear(0x80), 32124);
+        assert_eq!(ulaw_to_linear(0x00), -32124);
+        assert_eq!(ulaw_to_linear(0xfe), 8);
+        assert_eq!(ulaw_to_linear(0x7e), -8);
+    }
+
+    #[test]
+    fn alaw_decoder_known_values() {
+        // 0xd5 / 0x55 are the smallest magnitudes; 0xaa / 0x2a the extremes (G.711 table 1a).
+        assert_eq!(alaw_to_linear(0xd5), 8);
+        assert_eq!(alaw_to_linear(0x55), -8);
+        assert_eq!(alaw_to_linear(0xaa), 32256);
+        assert_eq!(alaw_to_linear(0x2a), -32256);
+    }
+
+    #[test]
+    fn decoding_is_monotonic_in_each_half() {
+        // u-law: codes 0x80..=0xff decode to decreasing positive values.
+        let pos: Vec<i16> = (0x80..=0xffu8).map(ulaw_to_linear).collect();
+        assert!(pos.windows(2).all(|w| w[0] >= w[1]));
+        // A-law: every code decodes to a distinct value.
+        let mut all: Vec<i16> = (0..=255u8).map(alaw_to_linear).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 256);
+    }
+
+    #[test]
+    fn law_by_payload_type() {
+        assert_eq!(Law::from_payload_type(0), Some(Law::Ulaw));
+        assert_eq!(Law::from_payload_type(8), Some(Law::Alaw));
+        assert_eq!(Law::from_payload_type(18), None);
+        for law in [Law::Ulaw, Law::Alaw] {
+            assert_eq!(Law::from_payload_type(law.payload_type()), Some(law));
+        }
     }
 }
