@@ -71,10 +71,13 @@ if [ "$DO_CRITERION" = 1 ]; then
         log "cargo bench failed; its log ends with:"
         tail -30 "$WORK/cargo-bench.log" >&2
     fi
-    # Messages the benches print when they skip a group (e.g. the probe without root).
-    grep -E "SKIPPED|WARNING" "$WORK/cargo-bench.log" | sed 's/^/> /'
     echo "## Criterion benchmarks (median of $(basename "$TARGET")/criterion/*/new/estimates.json)"
     echo
+    # Messages the benches print when they skip a group (e.g. the probe without root).
+    if grep -qE "SKIPPED|WARNING" "$WORK/cargo-bench.log"; then
+        grep -E "SKIPPED|WARNING" "$WORK/cargo-bench.log" | sed 's/^/> /'
+        echo
+    fi
     python3 - "$TARGET/criterion" "$stamp" <<'EOF'
 import json, os, sys
 root, stamp = sys.argv[1], os.path.getmtime(sys.argv[2])

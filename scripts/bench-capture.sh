@@ -24,7 +24,8 @@
 # the sender veth's tx_dropped (its peer's 256-frame XDP ring), the probe's no_socket /
 # redirect_failed / dropped, the AF_XDP socket's ring-full and fill-ring-empty counts, the
 # writer's disk-full / write errors; for tcpdump its "dropped by kernel", B's rx_dropped and
-# the softnet backlog drops. A step is zero-loss when recorded == sent in every run.
+# the softnet backlog drops. A step is zero-loss when recorded == sent in every run; a system's figure is
+# the median sent rate of its highest step below its first step with loss.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -186,7 +187,7 @@ run_tcpdump() {
     rm -f "$out"
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {printf "%.0f\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 declare -A X T
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -217,8 +218,11 @@ echo "Per step: medians over runs; loss = sent - recorded (worst run in brackets
 echo
 echo "| asked pps | xdprec sent pps | recorded | loss (worst) | ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | tcpdump sent pps | recorded | loss (worst) | kernel dropped | rx_dropped | softnet | veth tx_dropped |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+# The highest step reached before the first step with loss (in any run); its median sent rate.
 best_x=0
 best_t=0
+lost_x=0
+lost_t=0
 for rate in $STEPS; do
     line="| $rate "
     if [ "$ONLY" != tcpdump ]; then
@@ -229,8 +233,10 @@ for rate in $STEPS; do
         worst=$(echo "$xr" | awk '{print $1 - $3}' | sort -n | tail -1)
         col() { echo "$xr" | awk "{print $1}" | median; }
         line+="| $pps | $rec | $loss ($worst) | $(col '$4') | $(col '$5') | $(col '$6+$7+$8') | $(col '$11') | $(col '$12') "
-        if [ "$worst" -le 0 ] && [ "$(echo "$xr" | awk '{print $1}' | sort -n | head -1)" -gt 0 ]; then
-            [ "$pps" -gt "$best_x" ] && best_x=$pps
+        if [ "$worst" -gt 0 ]; then
+            lost_x=1
+        elif [ "$lost_x" = 0 ] && [ "$pps" -gt "$best_x" ]; then
+            best_x=$pps
         fi
         last_x="$xr"
     else
@@ -244,8 +250,10 @@ for rate in $STEPS; do
         worst=$(echo "$tr_" | awk '{print $1 - $3}' | sort -n | tail -1)
         colt() { echo "$tr_" | awk "{print $1}" | median; }
         line+="| $pps | $rec | $loss ($worst) | $(colt '$4') | $(colt '$5') | $(colt '$6') | $(colt '$7') |"
-        if [ "$worst" -le 0 ] && [ "$(echo "$tr_" | awk '{print $1}' | sort -n | head -1)" -gt 0 ]; then
-            [ "$pps" -gt "$best_t" ] && best_t=$pps
+        if [ "$worst" -gt 0 ]; then
+            lost_t=1
+        elif [ "$lost_t" = 0 ] && [ "$pps" -gt "$best_t" ]; then
+            best_t=$pps
         fi
     else
         line+="| - | - | - | - | - | - | - |"
@@ -254,7 +262,7 @@ for rate in $STEPS; do
 done
 echo
 ratio=$(python3 -c "print(f'{$best_x/$best_t:.2f}' if $best_t else 'n/a')")
-echo "Highest sent rate with zero loss in every run: xdprec $best_x pps, tcpdump -w $best_t pps; ratio xdprec/tcpdump $ratio."
+echo "Highest sent rate (median) below the first step with loss in any run: xdprec $best_x pps, tcpdump -w $best_t pps; ratio xdprec/tcpdump $ratio."
 if [ -n "${last_x:-}" ]; then
     echo "$last_x" | tail -1 | awk '{printf "xdprec capture memory at the end of the last step: VmRSS %.0f MiB, VmHWM %.0f MiB.\n", $13 / 1024, $14 / 1024}'
 fi

@@ -9,11 +9,12 @@
 #   libelf-dev, zlib1g-dev, m4, make, gcc, pkg-config   libxdp/libbpf build of xsk-rs
 #   iproute2, ethtool      network namespaces, veth pairs, tc mirred for the tests
 #   tcpdump, tcpreplay, tshark   the end-to-end tests and benchmarks compare against them
+#   hyperfine              side-by-side timing in scripts/bench-*.sh
 set -euo pipefail
 
 packages=(
   clang-19 llvm-19 clang llvm libclang-dev libbpf-dev libelf-dev zlib1g-dev m4 make gcc pkg-config
-  iproute2 ethtool tcpdump tcpreplay tshark procps util-linux
+  iproute2 ethtool tcpdump tcpreplay tshark procps util-linux hyperfine
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -5,12 +5,14 @@
 //!   Both are [`source::FrameSource`]s.
 //! - [`sender`]: BPF_PROG_RUN live frames ([`sender::LiveSender`]; distinct preloaded frames
 //!   at the live-frames rate: [`sender::RingSender`]), AF_PACKET `sendmmsg`
-//!   ([`sender::PacketSender`]), pcap output ([`sender::PcapSender`], [`sender::Tee`]).
+//!   ([`sender::PacketSender`]), AF_XDP TX ([`afxdp::AfXdpSender`]), pcap output
+//!   ([`sender::PcapSender`], [`sender::Tee`]).
 //! - [`pace::Pacer`]: token bucket (pps or bit/s) or the traffic's own timeline.
 //! - [`run::run`]: the loop tying them together, with progress and a summary.
 //! - G.711 µ-law and A-law companding: `xdprec_sip::g711`, shared with export's decoder.
 #![deny(unsafe_code)]
 
+pub mod afxdp;
 pub mod pace;
 pub mod run;
 pub mod sender;
@@ -18,6 +20,7 @@ pub mod source;
 pub mod synth;
 mod sys;
 
+pub use afxdp::{AfXdpCounters, AfXdpSender};
 pub use pace::{Clock, MonotonicClock, Pace};
 pub use run::{run, EndReason, Limits, Summary};
 pub use sender::{
@@ -51,6 +54,12 @@ pub enum Error {
     },
     #[error("BPF live-frames sender on {iface}: {what}")]
     Live { iface: String, what: String },
+    #[error("AF_XDP sender on {iface} queue {queue}: {what}")]
+    AfXdp {
+        iface: String,
+        queue: u32,
+        what: String,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
