@@ -9,8 +9,9 @@
 # rx_packets with it (veth drops when the receiving side falls behind).
 # Senders: live (BPF_PROG_RUN live frames, one call per distinct frame), live-r65536 (each frame
 # repeated 65536 times per call: identical copies, a load figure only), live-ring (distinct
-# frames: 65536 preloaded templates cycled by the program, 1 Mi packets per call), packet (AF_PACKET
-# sendmmsg), tcpreplay --topspeed -K over a pcap of the same synthetic calls.
+# frames: 65536 preloaded templates cycled by the program, 1 Mi packets per call), afxdp (AF_XDP
+# TX socket, copy mode on veth), packet (AF_PACKET sendmmsg), tcpreplay --topspeed -K over a pcap
+# of the same synthetic calls.
 set -euo pipefail
 
 SECS=${1:-10}
@@ -78,7 +79,7 @@ run_one() { # name, command...; prints "sent_pps delivered_percent"
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 for i in $(seq "$RUNS"); do
-    for s in live live-r65536 live-ring packet; do
+    for s in live live-r65536 live-ring afxdp packet; do
         case $s in
         live-r65536) opts=(--sender live --repeat 65536) ;;
         live-ring) opts=(--sender live-ring) ;;
@@ -105,7 +106,7 @@ echo "traffic: $CALLS synthetic G.711 calls ($FRAMES frames in the tcpreplay pca
 echo
 echo "| sender | sent pps (runs) | median sent pps | median received/sent | vs tcpreplay |"
 echo "|---|---|---|---|---|"
-for s in live live-r65536 live-ring packet tcpreplay; do
+for s in live live-r65536 live-ring afxdp packet tcpreplay; do
     m=$(echo "${RESULTS[$s]}" | tr ' ' '\n' | grep . | median)
     rm_=$(echo "${RECEIVED[$s]}" | tr ' ' '\n' | grep . | median)
     runs=$(for x in ${RESULTS[$s]}; do printf '%.0f ' "$x"; done)

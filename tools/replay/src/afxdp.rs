@@ -14,8 +14,9 @@
 //!    or [`KICKS_MAX`] calls have been made.
 //!
 //! No free frame or no room on the TX ring after a kick and a reap is "busy" (`consumed == 0`),
-//! as for the other senders. Frames longer than a UMEM frame's data area ([`frame_bytes_max`]
-//! = 3840 bytes) or empty are counted as errors and skipped. The bind lets the kernel choose
+//! as for the other senders. Frames longer than the interface's MTU + 18 (Ethernet header and
+//! one VLAN tag) or a UMEM frame's data area (3840 bytes), see [`frame_bytes_max`], or empty,
+//! are counted as errors and skipped. The bind lets the kernel choose
 //! the mode: zero-copy where the driver supports it, copy otherwise (veth supports copy mode
 //! only); [`AfXdpSender::zero_copy`] tells which it got.
 //!
@@ -52,7 +53,7 @@ const DRAIN_NS: u64 = 2_000_000_000;
 /// What the AF_XDP sender counted besides sent packets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AfXdpCounters {
-    /// Frames skipped because they were empty or longer than a UMEM frame's data area.
+    /// Frames skipped because they were empty or longer than the MTU or a UMEM frame allows.
     pub too_long: u64,
     /// `send` calls answered "busy" (no free frame or TX ring full after a kick).
     pub busy: u64,
@@ -108,7 +109,8 @@ impl AfXdpSender {
             .comp_queue_size(qs(UMEM_FRAMES)?)
             .build()
             .map_err(|e| err(e.to_string()))?;
-        let frames = std::num::NonZeroU32::new(UMEM_FRAMES).ok_or_else(|| err("0 frames".into()))?;
+        let frames =
+            std::num::NonZeroU32::new(UMEM_FRAMES).ok_or_else(|| err("0 frames".into()))?;
         let (umem, descs) = Umem::new(umem_cfg, frames, false)
             .map_err(|e| err(format!("UMEM of {UMEM_FRAMES} x {FRAME_SIZE} bytes: {e}")))?;
         let sock_cfg = SocketConfig::builder()
@@ -139,6 +141,13 @@ impl AfXdpSender {
             // SAFETY: a fresh descriptor of this UMEM, in no ring; the view is dropped at once.
             Some(d) => unsafe { umem.data_mut(d) }.cursor().buf_len(),
             None => return Err(err("the UMEM has no frames".into())),
+        };
+        // The kernel does not check the MTU for AF_XDP frames; a veth or a NIC drops longer
+        // ones later, counted only on the interface. Refuse them here, as AF_PACKET does
+        // (EMSGSIZE), allowing one VLAN tag.
+        let frame_bytes_max = match iface_mtu(iface) {
+            Some(mtu) => frame_bytes_max.min(mtu + 14 + 4),
+            None => frame_bytes_max,
         };
         let zero_copy = xdp_options_zero_copy(&tx);
         Ok(AfXdpSender {
@@ -235,6 +244,37 @@ impl AfXdpSender {
         let ring = self.tx.nb_free(AFXDP_BATCH_MAX as u32) as usize;
         want.min(AFXDP_BATCH_MAX).min(self.free.len()).min(ring)
     }
+}
+
+/// The MTU of `iface` in this thread's network namespace (ioctl SIOCGIFMTU; sysfs would show
+/// the namespace it was mounted in), or `None`.
+fn iface_mtu(iface: &str) -> Option<usize> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let name = iface.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(&0) {
+        return None;
+    }
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifreq` is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, &b) in req.ifr_name.iter_mut().zip(name) {
+        *d = b as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq with a NUL-terminated name (zeroed, name shorter than
+    // IFNAMSIZ) that outlives the call; SIOCGIFMTU writes only `ifr_ifru.ifru_mtu`.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    if r < 0 {
+        return None;
+    }
+    // SAFETY: SIOCGIFMTU succeeded, so the union holds the MTU.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    usize::try_from(mtu).ok()
 }
 
 /// Whether the socket runs in zero-copy mode (getsockopt XDP_OPTIONS).

@@ -68,7 +68,11 @@ fn send_k(k: u64, pace: Pace) -> (u64, u64, usize) {
         assert_eq!(s.end, Some(EndReason::FramesMax), "{s:?}");
         assert_eq!(s.errors, 0, "{s:?}");
         let c = sender.counters();
-        assert_eq!((c.too_long, c.kick_errors, c.unfinished), (0, 0, 0), "{c:?}");
+        assert_eq!(
+            (c.too_long, c.kick_errors, c.unfinished),
+            (0, 0, 0),
+            "{c:?}"
+        );
         let (invalid, _) = sender.kernel_statistics().unwrap();
         assert_eq!(invalid, 0);
         (s.packets, sender.in_flight())
@@ -109,6 +113,60 @@ fn afxdp_sender_refuses_a_missing_interface() {
     if !require_privileges("afxdp_sender_refuses_a_missing_interface") {
         return;
     }
-    let e = AfXdpSender::open("xdprec-nonexistent0").err().expect("no such interface");
+    let e = AfXdpSender::open("xdprec-nonexistent0")
+        .err()
+        .expect("no such interface");
     assert!(e.to_string().contains("xdprec-nonexistent0"), "{e}");
+}
+
+#[test]
+fn afxdp_sender_counts_frames_longer_than_the_mtu_as_errors() {
+    if !require_privileges("afxdp_sender_counts_frames_longer_than_the_mtu_as_errors") {
+        return;
+    }
+    let (ns, v) = pair();
+    let before = rx_packets(&ns, &v.b);
+    let (name, iface) = (ns.name().to_string(), v.a.clone());
+    let (r, c) = std::thread::spawn(move || {
+        enter_netns(&name).unwrap();
+        let mut s = AfXdpSender::open(&iface).unwrap();
+        // MTU 1500: 1518 bytes fit (one VLAN tag allowed), 1519 do not.
+        assert_eq!(s.frame_bytes_max(), 1518);
+        let mut f = vec![0xffu8; 1519];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let short = f[..100].to_vec();
+        let frames = [
+            xdprec_replay::sender::Frame {
+                ts_ns: 0,
+                wire_len: 100,
+                data: &short,
+            },
+            xdprec_replay::sender::Frame {
+                ts_ns: 1,
+                wire_len: 1519,
+                data: &f,
+            },
+            xdprec_replay::sender::Frame {
+                ts_ns: 2,
+                wire_len: 100,
+                data: &short,
+            },
+        ];
+        let r = s.send(&frames).unwrap();
+        s.finish().unwrap();
+        (r, s.counters())
+    })
+    .join()
+    .unwrap();
+    assert_eq!((r.consumed, r.sent, r.errors, r.bytes), (3, 2, 1, 200));
+    assert_eq!((c.too_long, c.unfinished), (1, 0));
+    let mut got = 0;
+    for _ in 0..50 {
+        got = rx_packets(&ns, &v.b) - before;
+        if got >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(got, 2);
 }
