@@ -8,7 +8,8 @@ use std::os::fd::AsRawFd;
 use memmap2::{Mmap, MmapMut, MmapOptions};
 
 /// Maps `len` bytes of `file` read-write, shared. `populate`: fault the pages in now
-/// (MAP_POPULATE), so that the thread that writes later takes fewer page faults.
+/// (MAP_POPULATE). On a shared mapping that maps them read-only, so a writer still takes a
+/// write fault per page: use [`populate_write`] for mappings that will be written.
 pub(crate) fn map_mut(file: &File, len: u64, populate: bool) -> io::Result<MmapMut> {
     let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: the file is one this process created (a spare or an `.open` segment it holds the
@@ -23,6 +24,52 @@ pub(crate) fn map_mut(file: &File, len: u64, populate: bool) -> io::Result<MmapM
         }
         o.map_mut(file)
     }
+}
+
+/// `MADV_POPULATE_WRITE` (Linux 5.14); the libc crate may not name it.
+const MADV_POPULATE_WRITE: libc::c_int = 23;
+
+/// Faults every page of `map` in writable (page cache, blocks, page table entries), so that
+/// the capture thread that fills the mapping later takes no page fault at all: a write fault
+/// on a shared file mapping (`page_mkwrite`) can wait for the journal or for writeback.
+/// Uses `madvise(MADV_POPULATE_WRITE)`; on kernels without it (EINVAL) writes one byte per
+/// page back to itself. Returns whether madvise did it.
+pub(crate) fn populate_write(map: &mut MmapMut) -> io::Result<bool> {
+    if map.is_empty() {
+        return Ok(true);
+    }
+    // SAFETY: the range is exactly the live mapping `map` owns; MADV_POPULATE_WRITE only
+    // faults pages in (it never changes their contents), and the `&mut` borrow keeps the
+    // mapping alive and unmoved for the call.
+    let rc = unsafe {
+        libc::madvise(
+            map.as_mut_ptr().cast::<libc::c_void>(),
+            map.len(),
+            MADV_POPULATE_WRITE,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EINVAL) {
+        return Err(e);
+    }
+    // SAFETY: sysconf has no memory arguments.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .ok()
+        .filter(|&p| p > 0)
+        .unwrap_or(4096);
+    let base = map.as_mut_ptr();
+    for off in (0..map.len()).step_by(page) {
+        // SAFETY: `off < map.len()`, so the pointer is inside the mapping we borrow mutably;
+        // volatile so that the store of the same value is not optimized away.
+        unsafe {
+            let p = base.add(off);
+            std::ptr::write_volatile(p, std::ptr::read_volatile(p));
+        }
+    }
+    Ok(false)
 }
 
 /// Maps the whole file read-only.

@@ -5,9 +5,12 @@
 //! lock, no syscall, no logging; counters are plain fields of the writer.
 //!
 //! Rotation (full, or `seal_after_ns` after the first record): the writer hands the full
-//! segment to the sealer thread and activates a spare that the sealer preallocated and mapped
-//! with MAP_POPULATE ahead of time, so the capture thread takes fewer page faults (write seq
-//! and time into its header, one `rename`). The sealer scans the records once,
+//! segment to the sealer thread and activates a spare that the sealer preallocated, mapped
+//! and faulted in writable (`MADV_POPULATE_WRITE`) ahead of time, so the capture thread takes
+//! no page fault (write seq and time into its header, one `rename`). The capture thread never
+//! maps, unmaps or syncs during a rotation: it asks for the next spare before it hands the old
+//! segment over, and the sealer unmaps the old one. Only a rotation that finds no spare ready
+//! (`spare_misses`) creates and maps one on the capture thread. The sealer scans the records once,
 //! writes the directory after the last record, `msync`s, deallocates the unused tail, renames
 //! `.open` to the sealed name and, if configured, compresses. Crash recovery runs the very
 //! same sealing on whatever `.open` file a killed writer left.
@@ -165,10 +168,17 @@ fn create_spare(ctx: &Ctx, token: u64) -> Result<Active, SegmentError> {
         .create_new(true)
         .open(&path)
         .map_err(|e| SegmentError::io("create", &path, e))?;
+    // Not MAP_POPULATE: on a shared mapping it maps pages read-only and the capture thread
+    // would still take a write fault per page. `populate_write` faults them in writable here.
     let mapped = sys::preallocate(&file, ctx.capacity)
         .map_err(|e| SegmentError::io("posix_fallocate", &path, e))
         .and_then(|()| {
-            sys::map_mut(&file, ctx.capacity, true).map_err(|e| SegmentError::io("mmap", &path, e))
+            sys::map_mut(&file, ctx.capacity, false).map_err(|e| SegmentError::io("mmap", &path, e))
+        })
+        .map(|mut m| {
+            // Best effort: an unpopulated spare still works, its pages just fault in later.
+            let _ = sys::populate_write(&mut m);
+            m
         });
     let mut map = match mapped {
         Ok(m) => m,
@@ -690,9 +700,22 @@ impl SegmentWriter {
     }
 
     fn rotate(&mut self, now_ns: u64) -> Result<(), AppendError> {
-        self.retire_active();
+        // Activate the spare first, so that the sealer gets the request for the next spare
+        // ahead of the seal of the old segment (whose msync and fsync can take long): the
+        // next rotation then finds its spare ready instead of making one on this thread.
+        let old = self.active.take();
+        let r = self.activate(now_ns);
+        if let Some(a) = old {
+            if let Err(Job::Seal(a)) = self.send(Job::Seal(a)) {
+                let _ = seal_active(a, &self.ctx, &self.shared);
+            }
+        }
+        if self.active.is_none() {
+            self.stats.active_streams = 0;
+            self.stats.segment_fill_bytes = 0;
+        }
         self.refresh_stats();
-        self.activate(now_ns)
+        r
     }
 
     /// Appends one record. Rotates when the segment is full or old. Errors are counted in

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS calls(
   sip_messages INTEGER NOT NULL DEFAULT 0, role TEXT NOT NULL DEFAULT 'primary', primary_id INTEGER,
   dup_flags TEXT, facts TEXT NOT NULL, failover TEXT, UNIQUE(recorder, call_id));
 CREATE INDEX IF NOT EXISTS calls_start ON calls(start_ns);
+CREATE INDEX IF NOT EXISTS calls_primary ON calls(primary_id);
 CREATE INDEX IF NOT EXISTS calls_callid ON calls(call_id);
 CREATE INDEX IF NOT EXISTS calls_answer ON calls(recorder, answer_ns);
 CREATE INDEX IF NOT EXISTS calls_state ON calls(recorder, state, last_ns);

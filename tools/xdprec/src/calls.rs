@@ -48,6 +48,9 @@ pub struct Args {
     /// List the RTP streams no call claimed (orphans) instead of calls, one JSON object a line.
     #[arg(long)]
     pub orphans: bool,
+    /// At most N calls (the earliest first; per index when several stores are given).
+    #[arg(long)]
+    pub limit: Option<u64>,
 }
 
 fn time_arg(name: &str, v: &Option<String>) -> anyhow::Result<Option<i64>> {
@@ -75,6 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         since_ns: time_arg("since", &args.since)?,
         until_ns: time_arg("until", &args.until)?,
         all: args.all,
+        limit: args.limit,
     };
     let mut calls: Vec<CallOut> = Vec::new();
     let mut orphans = Vec::new();
