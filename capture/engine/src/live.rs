@@ -17,7 +17,7 @@
 //! Data path per thread: `consume` up to `batch_size` descriptors, process each frame in place
 //! in the UMEM (classify, append: one copy, into the segment mapping), return the frames to
 //! the fill ring in one `produce`, wake the kernel only when it asks (`XDP_USE_NEED_WAKEUP`).
-//! An empty ring is spun on for up to 50 µs, then costs one `poll` with a 100 ms timeout. All frames of a batch carry the
+//! An empty ring costs one `poll` with a 100 ms timeout. All frames of a batch carry the
 //! batch's wall-clock time. Once a second the thread reads `XDP_STATISTICS`, ages reassembly,
 //! ticks the writer and computes the p99 batch write time.
 
@@ -653,37 +653,13 @@ where
             if xsk.wakeup_if_needed() {
                 pipe.counters.add(Field::FillWakeups, 1);
             }
-            // Spin briefly before sleeping: at high rates the ring refills within microseconds,
-            // and each sleep costs a wake-up (an IPI, dear in a VM) paid on the NAPI core.
-            if !spin_until_rx(xsk, SPIN_BEFORE_POLL) {
-                pipe.counters.add(Field::Polls, 1);
-                xsk.poll(100).map_err(|e| format!("poll: {e}"))?;
-            }
+            pipe.counters.add(Field::Polls, 1);
+            xsk.poll(100).map_err(|e| format!("poll: {e}"))?;
         }
         if pipe.housekeeping(now, now) {
             read_xsk_stats(xsk, pipe);
         }
         pipe.publish(stats);
-    }
-}
-
-/// How long an empty rx ring is polled in user space before the thread sleeps in `poll`.
-const SPIN_BEFORE_POLL: Duration = Duration::from_micros(50);
-
-/// Busy-waits up to `limit` for the rx ring to have entries; true when it has.
-fn spin_until_rx(xsk: &mut XskQueue, limit: Duration) -> bool {
-    let t0 = Instant::now();
-    loop {
-        // A batch of cheap ring reads between clock reads.
-        for _ in 0..64 {
-            if xsk.rx_waiting() > 0 {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if t0.elapsed() >= limit {
-            return false;
-        }
     }
 }
 

@@ -8,9 +8,9 @@
 //! segment to the sealer thread and activates a spare that the sealer preallocated, mapped
 //! and faulted in writable (`MADV_POPULATE_WRITE`) ahead of time, so the capture thread takes
 //! no page fault (write seq and time into its header, one `rename`). The capture thread never
-//! maps, unmaps or syncs during a rotation: it asks for the next spare before it hands the old
-//! segment over, and the sealer unmaps the old one. Only a rotation that finds no spare ready
-//! (`spare_misses`) creates and maps one on the capture thread. The sealer scans the records once,
+//! maps, unmaps or syncs during a rotation: the sealer unmaps and syncs the old segment. Only a
+//! rotation that finds no spare ready (`spare_misses`) creates and maps one on the capture
+//! thread. The sealer scans the records once,
 //! writes the directory after the last record, `msync`s, deallocates the unused tail, renames
 //! `.open` to the sealed name and, if configured, compresses. Crash recovery runs the very
 //! same sealing on whatever `.open` file a killed writer left.
@@ -700,22 +700,9 @@ impl SegmentWriter {
     }
 
     fn rotate(&mut self, now_ns: u64) -> Result<(), AppendError> {
-        // Activate the spare first, so that the sealer gets the request for the next spare
-        // ahead of the seal of the old segment (whose msync and fsync can take long): the
-        // next rotation then finds its spare ready instead of making one on this thread.
-        let old = self.active.take();
-        let r = self.activate(now_ns);
-        if let Some(a) = old {
-            if let Err(Job::Seal(a)) = self.send(Job::Seal(a)) {
-                let _ = seal_active(a, &self.ctx, &self.shared);
-            }
-        }
-        if self.active.is_none() {
-            self.stats.active_streams = 0;
-            self.stats.segment_fill_bytes = 0;
-        }
+        self.retire_active();
         self.refresh_stats();
-        r
+        self.activate(now_ns)
     }
 
     /// Appends one record. Rotates when the segment is full or old. Errors are counted in

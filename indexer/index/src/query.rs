@@ -6,7 +6,7 @@
 
 use crate::error::Result;
 use crate::timefmt::rfc3339;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default)]
