@@ -468,6 +468,26 @@ impl Indexer {
         // Calls that are over need no cache slot.
         let horizon = ctx.now_ns.saturating_sub(self.cfg.invite_timeout_ns);
         self.calls.retain(|_, c| c.facts.last_ns >= horizon);
+        // Streams idle past the same horizon were written just above and leave the cache too
+        // (a stream that resumes is loaded back from its row), so memory follows the calls
+        // open at once, not the length of the capture.
+        let idle: Vec<StreamKey> = self
+            .streams
+            .iter()
+            .filter(|(_, e)| !e.dirty && e.last_ns < horizon)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in idle {
+            self.streams.remove(&k);
+            for end in [k.src, k.dst] {
+                if let Some(v) = self.orphans.get_mut(&(k.rec, end)) {
+                    v.retain(|o| *o != k);
+                    if v.is_empty() {
+                        self.orphans.remove(&(k.rec, end));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
