@@ -10,10 +10,10 @@
 //! no page fault (write seq and time into its header, one `rename`). The capture thread never
 //! maps, unmaps or syncs during a rotation: the sealer unmaps and syncs the old segment. Only a
 //! rotation that finds no spare ready (`spare_misses`) creates and maps one on the capture
-//! thread. The sealer scans the records once,
-//! writes the directory after the last record, `msync`s, deallocates the unused tail, renames
-//! `.open` to the sealed name and, if configured, compresses. Crash recovery runs the very
-//! same sealing on whatever `.open` file a killed writer left.
+//! thread. The sealer scans the records once, writes the directory after the last record,
+//! `msync`s, deallocates the unused tail, renames `.open` to the sealed name and, if
+//! configured, compresses. Crash recovery runs the very same sealing on whatever `.open` file
+//! a killed writer left.
 //!
 //! Memory: per stream 72 bytes of live state + 16 bytes of table slots (two slots per stream:
 //! load factor <= 1/2), i.e. 88 bytes * `streams_max` allocated once at open (5.5 MiB for the
