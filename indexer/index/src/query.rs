@@ -132,7 +132,9 @@ pub fn list_calls(conn: &Connection, f: &Filter) -> Result<Vec<CallOut>> {
     if let Some(n) = &f.number {
         args.push(n.clone().into());
         let i = args.len();
-        cond.push(format!("(instr(c.from_user, ?{i}) > 0 OR instr(c.to_user, ?{i}) > 0)"));
+        cond.push(format!(
+            "(instr(c.from_user, ?{i}) > 0 OR instr(c.to_user, ?{i}) > 0)"
+        ));
     }
     let limit = f.limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
     let sql = format!(
@@ -146,47 +148,44 @@ pub fn list_calls(conn: &Connection, f: &Filter) -> Result<Vec<CallOut>> {
         cond.join(" AND ")
     );
     let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(
-        rusqlite::params_from_iter(args.iter()),
-        |r| {
-            let start: Option<i64> = r.get(6)?;
-            let answer: Option<i64> = r.get(7)?;
-            let end: Option<i64> = r.get(8)?;
-            Ok(CallOut {
-                id: r.get(0)?,
-                call_id: r.get(1)?,
-                from: r.get(2)?,
-                to: r.get(3)?,
-                from_user: r.get(4)?,
-                to_user: r.get(5)?,
-                start: start.map(rfc3339),
-                answer: answer.map(rfc3339),
-                end: end.map(rfc3339),
-                duration_s: match (answer, end) {
-                    (Some(a), Some(e)) if e >= a => Some((e - a) as f64 / 1e9),
-                    _ => None,
-                },
-                state: r.get(9)?,
-                disposition: r.get(10)?,
-                recorder: r.get(11)?,
-                role: r.get(12)?,
-                sip_messages: r.get(13)?,
-                primary_recorder: r.get(14)?,
-                dup_flags: r.get(15)?,
-                recorders: Vec::new(),
-                parts: Vec::new(),
-                failover: r
-                    .get::<_, Option<String>>(16)?
-                    .and_then(|j| serde_json::from_str(&j).ok()),
-                group: r.get(17)?,
-                streams: Vec::new(),
-                rtcp: Vec::new(),
-                mos: None,
-                dtmf: String::new(),
-                start_ns: start.unwrap_or(0),
-            })
-        },
-    )?;
+    let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        let start: Option<i64> = r.get(6)?;
+        let answer: Option<i64> = r.get(7)?;
+        let end: Option<i64> = r.get(8)?;
+        Ok(CallOut {
+            id: r.get(0)?,
+            call_id: r.get(1)?,
+            from: r.get(2)?,
+            to: r.get(3)?,
+            from_user: r.get(4)?,
+            to_user: r.get(5)?,
+            start: start.map(rfc3339),
+            answer: answer.map(rfc3339),
+            end: end.map(rfc3339),
+            duration_s: match (answer, end) {
+                (Some(a), Some(e)) if e >= a => Some((e - a) as f64 / 1e9),
+                _ => None,
+            },
+            state: r.get(9)?,
+            disposition: r.get(10)?,
+            recorder: r.get(11)?,
+            role: r.get(12)?,
+            sip_messages: r.get(13)?,
+            primary_recorder: r.get(14)?,
+            dup_flags: r.get(15)?,
+            recorders: Vec::new(),
+            parts: Vec::new(),
+            failover: r
+                .get::<_, Option<String>>(16)?
+                .and_then(|j| serde_json::from_str(&j).ok()),
+            group: r.get(17)?,
+            streams: Vec::new(),
+            rtcp: Vec::new(),
+            mos: None,
+            dtmf: String::new(),
+            start_ns: start.unwrap_or(0),
+        })
+    })?;
     let mut calls = rows.collect::<std::result::Result<Vec<_>, _>>()?;
     let mut parts_st = conn.prepare_cached(
         "SELECT c.id, r.name, c.role, c.start_ns, c.last_ns, c.facts, c.sip_messages,

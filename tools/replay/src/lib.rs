@@ -12,7 +12,7 @@
 //! - G.711 µ-law and A-law companding: `xdprec_sip::g711`, shared with export's decoder.
 #![deny(unsafe_code)]
 
-pub mod afxdp;
+pub use sys::afxdp;
 pub mod pace;
 pub mod run;
 pub mod sender;

@@ -1,6 +1,8 @@
-//! The crate's only `unsafe`: AF_PACKET sockets and `sendmmsg`, interface indexes, and the
-//! SIGINT/SIGTERM handler.
+//! The crate's only `unsafe`: AF_PACKET sockets and `sendmmsg`, interface indexes, the
+//! SIGINT/SIGTERM handler, and (submodule [`afxdp`]) the AF_XDP transmit sender.
 #![allow(unsafe_code)]
+
+pub mod afxdp;
 
 use std::ffi::CString;
 use std::io;
