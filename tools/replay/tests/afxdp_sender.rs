@@ -7,39 +7,16 @@ use xdprec_replay::{
     enter_netns, run, AfXdpSender, EndReason, Limits, MonotonicClock, Pace, Sender, Synth,
     SynthConfig,
 };
-use xdprec_testkit::{require_privileges, Netns, Veth};
+use xdprec_testkit::{require_privileges, Netns};
 
 fn rx_packets(ns: &Netns, dev: &str) -> u64 {
-    ns.exec(&[
-        "cat",
-        &format!("/sys/class/net/{dev}/statistics/rx_packets"),
-    ])
-    .trim()
-    .parse()
-    .unwrap()
-}
-
-fn pair() -> (Netns, Veth) {
-    let ns = Netns::new();
-    let mut v = Veth::new(1);
-    v.move_a(&ns);
-    v.move_b(&ns);
-    for d in [&v.a, &v.b] {
-        // No IPv6 autoconfiguration chatter: only our frames cross the pair.
-        ns.exec(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{d}.disable_ipv6=1"),
-        ]);
-        ns.exec(&["ip", "link", "set", d, "up"]);
-    }
-    (ns, v)
+    xdprec_testkit::link_counter(ns, dev, "rx_packets")
 }
 
 /// Sends K synthetic frames with the AF_XDP sender (in the namespace); returns what the
 /// sender counted, what the peer received, and the frames still in flight after `finish`.
 fn send_k(k: u64, pace: Pace) -> (u64, u64, usize) {
-    let (ns, v) = pair();
+    let (ns, v) = xdprec_testkit::quiet_pair(1);
     let before = rx_packets(&ns, &v.b);
     let (name, iface) = (ns.name().to_string(), v.a.clone());
     let (sent, in_flight) = std::thread::spawn(move || {
@@ -124,7 +101,7 @@ fn afxdp_sender_counts_frames_longer_than_the_mtu_as_errors() {
     if !require_privileges("afxdp_sender_counts_frames_longer_than_the_mtu_as_errors") {
         return;
     }
-    let (ns, v) = pair();
+    let (ns, v) = xdprec_testkit::quiet_pair(1);
     let before = rx_packets(&ns, &v.b);
     let (name, iface) = (ns.name().to_string(), v.a.clone());
     let (r, c) = std::thread::spawn(move || {

@@ -9,7 +9,7 @@ use xdprec_replay::{
     enter_netns, run, EndReason, FrameSource, Limits, MonotonicClock, Pace, RingSender, Synth,
     SynthConfig, Ticks,
 };
-use xdprec_testkit::{require_privileges, require_tool, Netns, Veth};
+use xdprec_testkit::{require_privileges, require_tool, Netns};
 
 const TEMPLATES: usize = 3000;
 const PER_CALL: u32 = 1000;
@@ -24,13 +24,7 @@ fn synth() -> Synth {
 }
 
 fn rx_packets(ns: &Netns, dev: &str) -> u64 {
-    ns.exec(&[
-        "cat",
-        &format!("/sys/class/net/{dev}/statistics/rx_packets"),
-    ])
-    .trim()
-    .parse()
-    .unwrap()
+    xdprec_testkit::link_counter(ns, dev, "rx_packets")
 }
 
 /// RTP (ssrc, seq) of a frame built by `Synth` (UDP/IPv4, no VLAN), if it is RTP.
@@ -56,18 +50,7 @@ fn ring_sender_sends_distinct_frames_exactly() {
     {
         return;
     }
-    let ns = Netns::new();
-    let mut v = Veth::new(1);
-    v.move_a(&ns);
-    v.move_b(&ns);
-    for d in [&v.a, &v.b] {
-        ns.exec(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{d}.disable_ipv6=1"),
-        ]);
-        ns.exec(&["ip", "link", "set", d, "up"]);
-    }
+    let (ns, v) = xdprec_testkit::quiet_pair(1);
     ns.exec(&["ethtool", "-K", &v.b, "gro", "on"]);
     let dir = std::env::temp_dir().join(xdprec_testkit::unique_name("ringtest"));
     std::fs::create_dir_all(&dir).unwrap();

@@ -9,29 +9,11 @@ use xdprec_replay::{
 use xdprec_testkit::{require_privileges, Netns, Veth};
 
 fn rx_packets(ns: &Netns, dev: &str) -> u64 {
-    ns.exec(&[
-        "cat",
-        &format!("/sys/class/net/{dev}/statistics/rx_packets"),
-    ])
-    .trim()
-    .parse()
-    .unwrap()
+    xdprec_testkit::link_counter(ns, dev, "rx_packets")
 }
 
 fn pair() -> (Netns, Veth) {
-    let ns = Netns::new();
-    let mut v = Veth::new(1);
-    v.move_a(&ns);
-    v.move_b(&ns);
-    for d in [&v.a, &v.b] {
-        // No IPv6 autoconfiguration chatter: only our frames cross the pair.
-        ns.exec(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{d}.disable_ipv6=1"),
-        ]);
-        ns.exec(&["ip", "link", "set", d, "up"]);
-    }
+    let (ns, v) = xdprec_testkit::quiet_pair(1);
     // Live frames leave a veth through ndo_xdp_xmit, which needs NAPI on the peer.
     ns.exec(&["ethtool", "-K", &v.b, "gro", "on"]);
     (ns, v)

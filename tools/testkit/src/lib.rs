@@ -263,6 +263,33 @@ impl Veth {
     }
 }
 
+/// A veth pair with both ends in a fresh namespace, up, with IPv6 disabled on both ends so
+/// that no autoconfiguration chatter crosses the pair: only the test's own frames do.
+pub fn quiet_pair(queues: u32) -> (Netns, Veth) {
+    let ns = Netns::new();
+    let mut v = Veth::new(queues);
+    v.move_a(&ns);
+    v.move_b(&ns);
+    for d in [&v.a, &v.b] {
+        ns.exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{d}.disable_ipv6=1"),
+        ]);
+        ns.exec(&["ip", "link", "set", d, "up"]);
+    }
+    (ns, v)
+}
+
+/// An interface counter (`/sys/class/net/DEV/statistics/NAME`) read inside `ns` (a thread of
+/// the test process sees its own namespace's /sys, not the device's).
+pub fn link_counter(ns: &Netns, dev: &str, name: &str) -> u64 {
+    ns.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/{name}")])
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{dev} {name}: {e}"))
+}
+
 impl Drop for Veth {
     fn drop(&mut self) {
         match &self.a_ns {
