@@ -17,7 +17,8 @@
 //! Data path per thread: `consume` up to `batch_size` descriptors, process each frame in place
 //! in the UMEM (classify, append: one copy, into the segment mapping), return the frames to
 //! the fill ring in one `produce`, wake the kernel only when it asks (`XDP_USE_NEED_WAKEUP`).
-//! An empty ring costs one `poll` with a 100 ms timeout. All frames of a batch carry the
+//! An empty ring costs a sleep of `idle_us` (default 100 µs), or with `idle_us = 0` one `poll`
+//! with a 100 ms timeout (see [`CaptureConfig::idle_ns`] for why sleeping is the default). All frames of a batch carry the
 //! batch's wall-clock time. Once a second the thread reads `XDP_STATISTICS`, ages reassembly,
 //! ticks the writer and computes the p99 batch write time.
 
@@ -56,6 +57,11 @@ pub enum CaptureError {
         iface: String,
         queue: u32,
         message: String,
+    },
+    #[error("sched_setaffinity to housekeeping cores {cores}: {source}")]
+    Affinity {
+        cores: String,
+        source: std::io::Error,
     },
     #[error(transparent)]
     Stats(#[from] StatsError),
@@ -234,6 +240,15 @@ where
     F: FnMut(&QueuePlan) -> Result<S, String>,
 {
     let plan = cfg.plan()?;
+    if let Some(cores) = &cfg.housekeeping_cores {
+        // Before any thread is made: the control thread and every writer's sealer and spare
+        // threads inherit this; capture threads pin themselves to their own core.
+        crate::sys::pin_current_thread(cores).map_err(|source| CaptureError::Affinity {
+            cores: format!("{cores:?}"),
+            source,
+        })?;
+        log::info!("housekeeping threads on core(s) {cores:?}");
+    }
     std::fs::create_dir_all(&cfg.store).map_err(|source| CaptureError::Store {
         path: cfg.store.clone(),
         op: "mkdir",
@@ -563,6 +578,7 @@ where
     let classifier = ProbeClassifier::new(Classifier::new(*probe_cfg));
     let limits = cfg.reasm;
     let batch = cfg.batch_size;
+    let idle = Duration::from_nanos(cfg.idle_ns);
     let name = thread_name(qp);
     let core = qp.core;
     let ring = u64::from(xsk.ring_size());
@@ -576,7 +592,7 @@ where
             }
             let mut pipe = Pipeline::new(classifier, sink, limits, name.clone()).with_dedup(dedup);
             pipe.set_counter(Field::RingSize, ring);
-            let r = capture_loop(&mut xsk, &mut pipe, &thread_stats, &drain, batch);
+            let r = capture_loop(&mut xsk, &mut pipe, &thread_stats, &drain, batch, idle);
             let sealed = pipe.finish();
             read_xsk_stats(&xsk, &mut pipe);
             pipe.publish(&thread_stats);
@@ -619,6 +635,7 @@ fn capture_loop<C, S>(
     stats: &CoreStats,
     drain: &AtomicBool,
     batch: usize,
+    idle: Duration,
 ) -> Result<(), String>
 where
     C: crate::pipeline::FrameClassifier,
@@ -654,7 +671,11 @@ where
                 pipe.counters.add(Field::FillWakeups, 1);
             }
             pipe.counters.add(Field::Polls, 1);
-            xsk.poll(100).map_err(|e| format!("poll: {e}"))?;
+            if idle.is_zero() {
+                xsk.poll(100).map_err(|e| format!("poll: {e}"))?;
+            } else {
+                std::thread::sleep(idle);
+            }
         }
         if pipe.housekeeping(now, now) {
             read_xsk_stats(xsk, pipe);

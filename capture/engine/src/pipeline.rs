@@ -131,6 +131,8 @@ pub struct SinkGauges {
     pub active_streams: u64,
     pub seals: u64,
     pub segments_opened: u64,
+    pub spare_misses: u64,
+    pub seal_queue_waits: u64,
 }
 
 /// Where records go. Implemented over `xdprec_segment::SegmentWriter`.
@@ -324,6 +326,8 @@ impl<C: FrameClassifier, S: RecordSink> Pipeline<C, S> {
         c.set(Field::ActiveStreams, g.active_streams);
         c.set(Field::Seals, g.seals);
         c.set(Field::SegmentsOpened, g.segments_opened);
+        c.set(Field::SpareMisses, g.spare_misses);
+        c.set(Field::SealQueueWaits, g.seal_queue_waits);
         if self.hist.is_empty() {
             c.set(Field::P99WriteNs, 0);
             c.set(Field::MaxWriteNs, 0);

@@ -30,6 +30,7 @@ impl SegmentSink {
             seal_after_ns: cfg.seal_after_ns,
             streams_max: cfg.streams_max,
             compress_sealed: cfg.compress_sealed,
+            spares: cfg.spare_segments,
         };
         let w = SegmentWriter::open(wc).map_err(|e| e.to_string())?;
         let st = w.stats();
@@ -106,6 +107,8 @@ impl RecordSink for SegmentSink {
             active_streams: s.active_streams,
             seals: s.seals,
             segments_opened: s.segments_opened,
+            spare_misses: s.spare_misses,
+            seal_queue_waits: s.seal_queue_waits,
         }
     }
 }

@@ -87,17 +87,19 @@ fields! {
     P99WriteNs = 27, "p99_write_ns", "99th percentile of the per-batch write time in the last second (gauge).";
     MaxWriteNs = 28, "max_write_ns", "Largest per-batch write time in the last second (gauge).";
     Batches = 29, "batches", "Non-empty batches processed.";
-    Polls = 30, "polls", "poll() calls made while the ring was empty.";
+    Polls = 30, "polls", "Idle waits (sleeps of --idle-us, or poll() calls with --idle-us 0) while the ring was empty.";
     FillWakeups = 31, "fill_wakeups", "Fill ring wake-ups (needs_wakeup set).";
     Truncated = 32, "truncated", "Frames longer than a record can hold (should stay 0).";
     SynthErrors = 33, "synth_errors", "Reassembled datagrams that could not be framed.";
     SegmentsOpened = 34, "segments_opened", "Segments opened.";
     DupDropped = 35, "dup_dropped", "Frames not stored: a copy of a packet stored within the dedup window (`xdprec_capture::dedup`).";
     DedupEvicted = 36, "dedup_evicted", "Live dedup entries overwritten because the table was full: each may let one later copy through (raise --dedup-entries).";
+    SpareMisses = 37, "spare_misses", "Rotations that found no spare segment ready and made one on the capture thread (a stall of up to hundreds of ms: loss follows at high rates).";
+    SealQueueWaits = 38, "seal_queue_waits", "Rotations that waited because the sealer had 8 segments queued (the disk is slower than the capture).";
 }
 
 /// Engine value slots in use.
-pub const FIELD_COUNT: usize = 37;
+pub const FIELD_COUNT: usize = 39;
 /// First slot of the probe counters.
 pub const PROBE_BASE: usize = 64;
 /// Value slots in the file.
@@ -108,7 +110,7 @@ pub const MAGIC: &[u8; 8] = b"XDPRSTAT";
 pub const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 128;
 
-const _: () = assert!(FIELD_COUNT == Field::DedupEvicted as usize + 1);
+const _: () = assert!(FIELD_COUNT == Field::SealQueueWaits as usize + 1);
 const _: () = assert!(FIELD_COUNT <= PROBE_BASE);
 const _: () = assert!(PROBE_BASE + xdprec_classify::abi::COUNTER_MAX as usize <= SLOTS);
 const _: () = assert!(HEADER_BYTES + SLOTS * 8 <= FILE_BYTES);

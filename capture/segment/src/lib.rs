@@ -95,12 +95,17 @@ pub struct WriterConfig {
     pub streams_max: u32,
     /// Compress sealed segments with zstd on the sealer thread.
     pub compress_sealed: bool,
+    /// Segments the spare thread keeps mapped and populated ahead of rotations (1..=4).
+    pub spares: u32,
 }
 
 impl WriterConfig {
     pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 256 << 20;
     pub const SEAL_AFTER_NS_DEFAULT: u64 = 60_000_000_000;
     pub const STREAMS_MAX_DEFAULT: u32 = 65536;
+    /// One spare ready: its thread needs less time to make the next (fallocate and populate
+    /// one segment) than a segment takes to fill at any rate one core records.
+    pub const SPARES_DEFAULT: u32 = 1;
 
     /// A configuration with the defaults.
     pub fn new(dir: impl Into<PathBuf>, recorder: &str, iface: &str, queue: u32) -> Self {
@@ -113,6 +118,7 @@ impl WriterConfig {
             seal_after_ns: Self::SEAL_AFTER_NS_DEFAULT,
             streams_max: Self::STREAMS_MAX_DEFAULT,
             compress_sealed: false,
+            spares: Self::SPARES_DEFAULT,
         }
     }
 }

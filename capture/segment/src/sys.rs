@@ -113,6 +113,17 @@ pub(crate) fn punch_hole(file: &File, off: u64, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Drops the clean page cache pages of `file` (POSIX_FADV_DONTNEED): a sealed segment, synced,
+/// whose pages the next spare is to reuse (see the writer's `spare_main`). A no-op on tmpfs.
+pub(crate) fn drop_cache(file: &File) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd; no memory is passed.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
 /// Takes an exclusive `flock` without waiting; `Ok(false)` when another process holds it.
 /// The kernel releases it when the process dies, even on SIGKILL.
 pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
@@ -126,4 +137,22 @@ pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
         return Ok(false);
     }
     Err(e)
+}
+
+/// How much nicer than the capture thread the sealer and spare threads run.
+const HELPER_NICE_DELTA: libc::c_int = 10;
+
+/// Makes the calling thread (a sealer or spare thread) 10 nice levels nicer than it was
+/// (at most 19). They share cores with capture threads on small machines; at equal weight a
+/// seal's scan or a spare's page population took CPU the capture thread needed to keep its
+/// ring from overflowing. Ten levels is a CFS weight ratio of about 9:1, not starvation.
+/// Best effort: a failure leaves the priority as it was.
+pub(crate) fn lower_thread_priority() {
+    // SAFETY: gettid, getpriority and setpriority have no memory arguments; on Linux,
+    // PRIO_PROCESS with a thread id affects that thread only.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, (now + HELPER_NICE_DELTA).min(19));
+    }
 }

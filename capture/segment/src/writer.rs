@@ -1,34 +1,38 @@
 //! The segment writer (one per capture thread) and its sealer thread.
 //!
-//! Data path ([`SegmentWriter::append`]): a stream table lookup (keyed SipHash, open
+//! Data path ([`SegmentWriter::append`]): a stream table lookup (keyed aHash, open
 //! addressing, preallocated), two `memcpy`s into the mapping and a CRC. No allocation, no
 //! lock, no syscall, no logging; counters are plain fields of the writer.
 //!
 //! Rotation (full, or `seal_after_ns` after the first record): the writer hands the full
-//! segment to the sealer thread and activates a spare that the sealer preallocated, mapped
-//! and faulted in writable (`MADV_POPULATE_WRITE`) ahead of time, so the capture thread takes
-//! no page fault (write seq and time into its header, one `rename`). The capture thread never
-//! maps, unmaps or syncs during a rotation: the sealer unmaps and syncs the old segment. Only a
-//! rotation that finds no spare ready (`spare_misses`) creates and maps one on the capture
-//! thread. The sealer scans the records once, writes the directory after the last record,
+//! segment to the sealer thread and activates a spare that the spare thread preallocated,
+//! mapped and faulted in writable (`MADV_POPULATE_WRITE`) ahead of time, so the capture thread
+//! takes no page fault (write seq and time into its header, one `rename`). The capture thread
+//! never maps, unmaps or syncs during a rotation: the sealer unmaps and syncs the old segment.
+//! Spares and seals have a thread each because a seal waits for the disk (msync and fsync
+//! of a whole segment, seconds at high rates): a spare made after it, on the same thread,
+//! came too late and the capture thread had to make one itself, a stall of hundreds of ms.
+//! The spare thread keeps `spares` segments ready. Only a rotation that finds none ready
+//! (`spare_misses`) creates and maps one on the capture thread.
+//! The sealer scans the records once, writes the directory after the last record,
 //! `msync`s, deallocates the unused tail, renames `.open` to the sealed name and, if
 //! configured, compresses. Crash recovery runs the very same sealing on whatever `.open` file
 //! a killed writer left.
 //!
 //! Memory: per stream 72 bytes of live state + 16 bytes of table slots (two slots per stream:
 //! load factor <= 1/2), i.e. 88 bytes * `streams_max` allocated once at open (5.5 MiB for the
-//! default 65536). Two mappings of `segment_bytes_max` (active and spare); the spare is
-//! populated, so up to 2 x `segment_bytes_max` of page cache per writer (on tmpfs: memory). The sealer needs 16 bytes per record transiently.
+//! default 65536). Mappings of `segment_bytes_max`: the active one, `spares` ready ones
+//! (populated) and the segments the sealer still syncs, so at least (1 + `spares`) x
+//! `segment_bytes_max` of page cache per writer (on tmpfs: memory). The sealer needs 16 bytes
+//! per record transiently.
 
-use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
-use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memmap2::MmapMut;
 
@@ -41,7 +45,7 @@ use crate::format::{
     STREAMS_MAX,
 };
 use crate::reader::{compress_segment, segments_dir};
-use crate::scan::{encode_dir, scan};
+use crate::scan::{encode_dir, scan, scan_opt};
 use crate::sys;
 use crate::{Appended, RecordMeta, StreamKey, WriterConfig};
 
@@ -83,7 +87,7 @@ pub struct WriterStats {
     pub segment_fill_bytes: u64,
     /// Rotations that found no spare ready and created one on the capture thread.
     pub spare_misses: u64,
-    /// Spares the sealer could not create.
+    /// Spares the spare thread could not create.
     pub spare_errors: u64,
     pub compressed: u64,
     pub compress_errors: u64,
@@ -107,6 +111,8 @@ pub(crate) struct Active {
     packets: u64,
     tracked: u64,
     streams: u64,
+    /// `pos` is where this process's own records end (false: a file found at recovery).
+    own: bool,
 }
 
 /// What every thread needs to create and seal segments.
@@ -129,6 +135,8 @@ struct Shared {
     compress_errors: AtomicU64,
     spare_errors: AtomicU64,
     hole_punch_errors: AtomicU64,
+    /// Spare file names: `spare_name(prefix, token)`, unique per writer.
+    tokens: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -141,7 +149,6 @@ impl Shared {
 }
 
 enum Job {
-    Prepare { token: u64 },
     Seal(Active),
     Barrier(SyncSender<()>),
     Stop,
@@ -160,7 +167,8 @@ fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
 }
 
 /// Creates and maps a preallocated spare with a header (seq and time filled at activation).
-fn create_spare(ctx: &Ctx, token: u64) -> Result<Active, SegmentError> {
+fn create_spare(ctx: &Ctx, shared: &Shared) -> Result<Active, SegmentError> {
+    let token = shared.tokens.fetch_add(1, Ordering::Relaxed);
     let path = ctx.seg_dir.join(spare_name(&ctx.prefix, token));
     let file = OpenOptions::new()
         .read(true)
@@ -214,6 +222,7 @@ fn create_spare(ctx: &Ctx, token: u64) -> Result<Active, SegmentError> {
         packets: 0,
         tracked: 0,
         streams: 0,
+        own: true,
     })
 }
 
@@ -221,6 +230,8 @@ fn create_spare(ctx: &Ctx, token: u64) -> Result<Active, SegmentError> {
 pub(crate) struct Sealed {
     pub path: PathBuf,
     pub packets: u64,
+    /// The sealed file, synced (`None` when it was removed for having no packet).
+    pub file: Option<File>,
 }
 
 /// Seals a mapped segment file: scan, directory after the last record, seal header, msync,
@@ -233,13 +244,25 @@ fn seal_file(
     path: &Path,
     seg_dir: &Path,
     hole_punch_errors: &AtomicU64,
+    own_end: Option<u64>,
 ) -> Result<Sealed, SegmentError> {
     let file_len = map.len() as u64;
     let mut h = read_header(&map, file_len).map_err(|what| SegmentError::Format {
         path: path.into(),
         what,
     })?;
-    let s = scan(&map, HEADER_LEN as u64, file_len);
+    let s = match own_end {
+        Some(end) => {
+            let s = scan_opt(&map, HEADER_LEN as u64, end, false);
+            // Our own records end exactly there; anything else and the CRCs decide.
+            if s.end == end {
+                s
+            } else {
+                scan(&map, HEADER_LEN as u64, file_len)
+            }
+        }
+        None => scan(&map, HEADER_LEN as u64, file_len),
+    };
     if s.packets == 0 {
         drop(map);
         drop(file);
@@ -247,6 +270,7 @@ fn seal_file(
         return Ok(Sealed {
             path: path.into(),
             packets: 0,
+            file: None,
         });
     }
     let dlen = s.dir.encoded_len();
@@ -286,7 +310,7 @@ fn seal_file(
     }
     file.sync_all()
         .map_err(|e| SegmentError::io("fsync", path, e))?;
-    drop(file);
+
     let pfx = prefix(&h.recorder, &h.iface, h.queue);
     let dst = seg_dir.join(sealed_name(&pfx, h.seq, h.created_ns));
     fs::rename(path, &dst).map_err(|e| SegmentError::io("rename", path, e))?;
@@ -294,14 +318,28 @@ fn seal_file(
     Ok(Sealed {
         path: dst,
         packets: s.packets,
+        file: Some(file),
     })
 }
 
 fn seal_active(a: Active, ctx: &Ctx, shared: &Shared) -> Result<Sealed, SegmentError> {
     let Active {
-        file, map, path, ..
+        file,
+        map,
+        path,
+        pos,
+        own,
+        ..
     } = a;
-    let r = seal_file(file, map, &path, &ctx.seg_dir, &shared.hole_punch_errors);
+    let own_end = own.then_some(pos);
+    let r = seal_file(
+        file,
+        map,
+        &path,
+        &ctx.seg_dir,
+        &shared.hole_punch_errors,
+        own_end,
+    );
     match &r {
         Ok(s) if s.packets > 0 => {
             shared.seals.fetch_add(1, Ordering::Relaxed);
@@ -326,38 +364,68 @@ fn seal_active(a: Active, ctx: &Ctx, shared: &Shared) -> Result<Sealed, SegmentE
     r
 }
 
-fn sealer_main(
-    ctx: Ctx,
-    shared: Arc<Shared>,
-    jobs: Receiver<Job>,
-    spares: SyncSender<Option<Active>>,
-) {
+fn sealer_main(ctx: Ctx, shared: Arc<Shared>, jobs: Receiver<Job>, recycle: SyncSender<File>) {
+    sys::lower_thread_priority();
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Prepare { token } => {
-                let r = create_spare(&ctx, token);
-                let out = match r {
-                    Ok(a) => Some(a),
-                    Err(e) => {
-                        shared.spare_errors.fetch_add(1, Ordering::Relaxed);
-                        shared.error(&e);
-                        None
-                    }
-                };
-                if let Err(TrySendError::Full(Some(a)) | TrySendError::Disconnected(Some(a))) =
-                    spares.try_send(out)
-                {
-                    // Nobody will take it: do not leak a preallocated file.
-                    let _ = fs::remove_file(&a.path);
-                }
-            }
             Job::Seal(a) => {
-                let _ = seal_active(a, &ctx, &shared);
+                if let Ok(Sealed { file: Some(f), .. }) = seal_active(a, &ctx, &shared) {
+                    // Its pages are freed by the spare thread right before it populates the
+                    // next spare, which then reuses them (see `spare_main`).
+                    if let Err(TrySendError::Full(f) | TrySendError::Disconnected(f)) =
+                        recycle.try_send(f)
+                    {
+                        let _ = sys::drop_cache(&f);
+                    }
+                }
             }
             Job::Barrier(done) => {
                 let _ = done.send(());
             }
             Job::Stop => break,
+        }
+    }
+}
+
+/// After a failed spare (disk full), the spare thread tries again this much later.
+const SPARE_RETRY: Duration = Duration::from_secs(1);
+
+/// Keeps `spares` spares ready: the channel holds `spares - 1` and the thread blocks in `send`
+/// with one more. Ends when the writer drops the receiver or sets `stop`.
+///
+/// Before it populates a spare it drops the page cache of the segments the sealer has synced
+/// since (`recycle`), so that the spare reuses those pages. Pages that were free for a while
+/// cost far more to fault in where the host backs guest memory lazily and takes free memory
+/// back (this project's VMs report free pages to the host at once): measured here, 0.7-0.95 s
+/// to populate 256 MiB of such pages against 0.05-0.07 s for pages freed just before.
+fn spare_main(
+    ctx: Ctx,
+    shared: Arc<Shared>,
+    spares: SyncSender<Active>,
+    recycle: Receiver<File>,
+    stop: Arc<AtomicBool>,
+) {
+    sys::lower_thread_priority();
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(f) = recycle.try_recv() {
+            let _ = sys::drop_cache(&f);
+        }
+        match create_spare(&ctx, &shared) {
+            Ok(a) => {
+                if let Err(e) = spares.send(a) {
+                    // The writer is gone: do not leak a preallocated file.
+                    let _ = fs::remove_file(&e.0.path);
+                    return;
+                }
+            }
+            Err(e) => {
+                shared.spare_errors.fetch_add(1, Ordering::Relaxed);
+                shared.error(&e);
+                let until = Instant::now() + SPARE_RETRY;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
         }
     }
 }
@@ -386,7 +454,9 @@ struct StreamTable {
     entries: Vec<LiveStream>,
     max: usize,
     // Keyed with random keys: packet data picks the keys, so a fixed hash could be flooded.
-    hasher: RandomState,
+    // aHash, not std's SipHash-1-3: the lookup is on every packet, and SipHash over the
+    // key's fields was 7 % of the capture thread's time at 1 Mpps.
+    hasher: ahash::RandomState,
 }
 
 impl StreamTable {
@@ -397,7 +467,7 @@ impl StreamTable {
             mask: n - 1,
             entries: Vec::with_capacity(max as usize),
             max: max as usize,
-            hasher: RandomState::new(),
+            hasher: ahash::RandomState::new(),
         }
     }
 
@@ -450,23 +520,25 @@ pub struct SegmentWriter {
     streams_max: u32,
     seal_after_ns: u64,
     active: Option<Active>,
+    /// A spare taken from the spare thread (or made here) and not yet active.
     spare: Option<Active>,
-    spare_pending: bool,
-    next_token: u64,
     next_seq: u64,
     retry_after_ns: u64,
-    /// `tick` asks for a missing spare again after this.
-    spare_retry_ns: u64,
     /// The last failure to get a segment was ENOSPC.
     fail_disk_full: bool,
     table: StreamTable,
     stats: WriterStats,
     shared: Arc<Shared>,
     jobs: Option<SyncSender<Job>>,
-    spares: Receiver<Option<Active>>,
     thread: Option<JoinHandle<()>>,
+    spares: Option<Receiver<Active>>,
+    spare_thread: Option<JoinHandle<()>>,
+    spare_stop: Arc<AtomicBool>,
     _lock: File,
 }
+
+/// Most spares a writer keeps ready.
+pub const SPARES_MAX: u32 = 4;
 
 /// Retry creating a segment at most this often after a failure.
 const RETRY_NS: u64 = 1_000_000_000;
@@ -486,6 +558,12 @@ impl SegmentWriter {
             return Err(SegmentError::Config(format!(
                 "streams_max {} exceeds {STREAMS_MAX}",
                 cfg.streams_max
+            )));
+        }
+        if !(1..=SPARES_MAX).contains(&cfg.spares) {
+            return Err(SegmentError::Config(format!(
+                "spares {} is outside 1..={SPARES_MAX}",
+                cfg.spares
             )));
         }
         if cfg.seal_after_ns == 0 {
@@ -523,14 +601,26 @@ impl SegmentWriter {
         let mut stats = WriterStats::default();
         let next_seq = recover(&ctx, &shared, &mut stats)?;
 
+        // The first segment, preallocated now so the first packet does not wait for it. A full
+        // disk is not fatal: capture runs, drops are counted, the spare thread retries.
+        let first = create_spare(&ctx, &shared);
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(8);
-        let (spare_tx, spare_rx) = mpsc::sync_channel::<Option<Active>>(2);
+        let (recycle_tx, recycle_rx) = mpsc::sync_channel::<File>(8);
         let thread = {
             let (ctx, shared) = (ctx.clone(), shared.clone());
             std::thread::Builder::new()
                 .name(format!("xseg-seal-q{}", cfg.queue))
-                .spawn(move || sealer_main(ctx, shared, jobs_rx, spare_tx))
+                .spawn(move || sealer_main(ctx, shared, jobs_rx, recycle_tx))
                 .map_err(|e| SegmentError::io("spawn sealer thread for", &seg_dir, e))?
+        };
+        let spare_stop = Arc::new(AtomicBool::new(false));
+        let (spare_tx, spare_rx) = mpsc::sync_channel::<Active>(cfg.spares as usize - 1);
+        let spare_thread = {
+            let (ctx, shared, stop) = (ctx.clone(), shared.clone(), spare_stop.clone());
+            std::thread::Builder::new()
+                .name(format!("xseg-spare-q{}", cfg.queue))
+                .spawn(move || spare_main(ctx, shared, spare_tx, recycle_rx, stop))
+                .map_err(|e| SegmentError::io("spawn spare thread for", &seg_dir, e))?
         };
         let mut w = SegmentWriter {
             ctx,
@@ -538,23 +628,20 @@ impl SegmentWriter {
             seal_after_ns: cfg.seal_after_ns,
             active: None,
             spare: None,
-            spare_pending: false,
-            next_token: 0,
             next_seq,
             retry_after_ns: 0,
-            spare_retry_ns: 0,
             fail_disk_full: false,
             table: StreamTable::new(cfg.streams_max),
             stats,
             shared,
             jobs: Some(jobs_tx),
-            spares: spare_rx,
             thread: Some(thread),
+            spares: Some(spare_rx),
+            spare_thread: Some(spare_thread),
+            spare_stop,
             _lock: lock,
         };
-        // The first segment, preallocated now so the first packet does not wait for it. A full
-        // disk is not fatal: capture runs, drops are counted, `tick` retries.
-        match w.new_spare_sync() {
+        match first {
             Ok(a) => w.spare = Some(a),
             Err(e) => w.stats.last_error = Some(e.to_string()),
         }
@@ -593,19 +680,9 @@ impl SegmentWriter {
         &self.ctx.seg_dir
     }
 
-    fn new_spare_sync(&mut self) -> Result<Active, SegmentError> {
-        let token = self.next_token;
-        self.next_token += 1;
-        create_spare(&self.ctx, token)
-    }
-
-    fn request_spare(&mut self) {
-        if self.spare_pending || self.spare.is_some() {
-            return;
-        }
-        let token = self.next_token;
-        self.next_token += 1;
-        self.spare_pending = self.send(Job::Prepare { token }).is_ok();
+    /// A spare the spare thread has ready, without waiting.
+    fn ready_spare(&mut self) -> Option<Active> {
+        self.spares.as_ref()?.try_recv().ok()
     }
 
     /// Sends a job to the sealer; `Err(job)` when the sealer is gone.
@@ -623,23 +700,13 @@ impl SegmentWriter {
         }
     }
 
-    /// Takes a spare: the one held, the one the sealer made, or a new one made here.
+    /// Takes a spare: the one held, one the spare thread made, or a new one made here.
     fn take_spare(&mut self) -> Result<Active, SegmentError> {
-        if let Some(a) = self.spare.take() {
+        if let Some(a) = self.spare.take().or_else(|| self.ready_spare()) {
             return Ok(a);
         }
-        if self.spare_pending {
-            match self.spares.try_recv() {
-                Ok(Some(a)) => {
-                    self.spare_pending = false;
-                    return Ok(a);
-                }
-                Ok(None) | Err(TryRecvError::Disconnected) => self.spare_pending = false,
-                Err(TryRecvError::Empty) => {}
-            }
-        }
         self.stats.spare_misses += 1;
-        self.new_spare_sync()
+        create_spare(&self.ctx, &self.shared)
     }
 
     /// Makes a segment active; counts and returns the reason when it cannot.
@@ -671,7 +738,6 @@ impl SegmentWriter {
         self.stats.active_streams = 0;
         self.stats.segment_fill_bytes = a.pos;
         self.active = Some(a);
-        self.request_spare();
         Ok(())
     }
 
@@ -877,43 +943,27 @@ impl SegmentWriter {
                 self.retire_active();
             }
         }
-        // A spare the sealer finished (or failed to make) since the last rotation.
-        if self.spare_pending && self.spare.is_none() {
-            match self.spares.try_recv() {
-                Ok(a) => {
-                    self.spare_pending = false;
-                    self.spare = a;
-                }
-                Err(TryRecvError::Disconnected) => self.spare_pending = false,
-                Err(TryRecvError::Empty) => {}
-            }
-        }
-        // A spare for the next rotation: asked of the sealer while a segment is active (at most
-        // once a second, in case the disk is full), made here when none is.
-        if self.active.is_some()
-            && self.spare.is_none()
-            && !self.spare_pending
-            && now_ns >= self.spare_retry_ns
-        {
-            self.spare_retry_ns = now_ns.saturating_add(RETRY_NS);
-            self.request_spare();
-        }
-        if self.active.is_none()
-            && self.spare.is_none()
-            && !self.spare_pending
-            && now_ns >= self.retry_after_ns
-        {
-            match self.new_spare_sync() {
-                Ok(a) => {
-                    self.spare = Some(a);
-                    self.retry_after_ns = 0;
-                }
-                Err(e) => {
-                    self.retry_after_ns = now_ns.saturating_add(RETRY_NS);
-                    self.fail_disk_full = e.is_disk_full();
-                    self.stats.last_error = Some(e.to_string());
-                    self.refresh_stats();
-                    return Err(e);
+        // With no segment active (after a failure, e.g. disk full): take a spare as soon as the
+        // spare thread has one, so the next packet does not wait.
+        if self.active.is_none() && self.spare.is_none() {
+            if let Some(a) = self.ready_spare() {
+                self.spare = Some(a);
+                self.retry_after_ns = 0;
+            } else if now_ns >= self.retry_after_ns {
+                // Nothing is being written: making one here stalls nobody, and resumes
+                // capture within a second of space coming back.
+                match create_spare(&self.ctx, &self.shared) {
+                    Ok(a) => {
+                        self.spare = Some(a);
+                        self.retry_after_ns = 0;
+                    }
+                    Err(e) => {
+                        self.retry_after_ns = now_ns.saturating_add(RETRY_NS);
+                        self.fail_disk_full = e.is_disk_full();
+                        self.stats.last_error = Some(e.to_string());
+                        self.refresh_stats();
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -974,13 +1024,19 @@ impl Drop for SegmentWriter {
             }
         }
         self.jobs = None;
+        // Spares are never handed out again: remove their files. Dropping the receiver ends
+        // the spare thread's blocked `send` (it removes that file itself).
+        self.spare_stop.store(true, Ordering::Relaxed);
         if let Some(a) = self.spare.take() {
             let _ = fs::remove_file(&a.path);
         }
-        while let Ok(s) = self.spares.try_recv() {
-            if let Some(a) = s {
+        if let Some(rx) = self.spares.take() {
+            while let Ok(a) = rx.try_recv() {
                 let _ = fs::remove_file(&a.path);
             }
+        }
+        if let Some(t) = self.spare_thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -1031,7 +1087,10 @@ fn recover(ctx: &Ctx, shared: &Shared, stats: &mut WriterStats) -> Result<u64, S
                     stats.recovered += 1;
                     stats.recovered_records += s.packets;
                 }
-                Ok(_) => {}
+                // Removed (a kill between its activation and its first record): its number
+                // was never used for data, so the next segment takes it and numbers stay
+                // contiguous.
+                Ok(_) => continue,
                 Err(e) => {
                     stats.recover_errors += 1;
                     stats.last_error = Some(e.to_string());
@@ -1075,6 +1134,7 @@ fn recover_one(path: &Path, ctx: &Ctx, shared: &Shared) -> Result<Sealed, Segmen
         packets: 0,
         tracked: 0,
         streams: 0,
+        own: false,
     };
     seal_active(a, &ctx, shared)
 }

@@ -49,6 +49,10 @@ pub struct Args {
     /// Cores to pin capture threads to, e.g. 0,1 or 1-3 (default: spread over all).
     #[arg(long, value_name = "LIST")]
     pub cores: Option<String>,
+    /// Cores for everything else (control thread, segment sealers, spare makers), e.g. 0
+    /// (default: any core). Keep them off the capture cores at high rates.
+    #[arg(long = "housekeeping-cores", value_name = "LIST")]
+    pub housekeeping_cores: Option<String>,
     /// How to attach the probe: auto, native or skb.
     #[arg(long = "xdp-mode", value_name = "MODE")]
     pub xdp_mode: Option<String>,
@@ -73,6 +77,14 @@ pub struct Args {
     /// Descriptors taken from the rx ring at once (default 256).
     #[arg(long = "batch-size", value_name = "N")]
     pub batch_size: Option<usize>,
+    /// Microseconds a capture thread sleeps when its ring is empty (default 100; 0: block in
+    /// poll(), which makes the kernel wake the thread, at a cost to the receiving core).
+    #[arg(long = "idle-us", value_name = "US")]
+    pub idle_us: Option<u64>,
+    /// Segments kept mapped and populated ahead of rotations, 1-4 (default 2; each costs
+    /// --segment-mb of page cache).
+    #[arg(long = "spare-segments", value_name = "N")]
+    pub spare_segments: Option<u32>,
     /// UMEM frame size, 2048 or 4096 (default 4096).
     #[arg(long = "frame-size", value_name = "BYTES")]
     pub frame_size: Option<u32>,
@@ -138,6 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         recorder: args.recorder.clone(),
         queues: args.queues.clone(),
         cores: args.cores.clone(),
+        housekeeping_cores: args.housekeeping_cores.clone(),
         xdp_mode: args.xdp_mode.clone(),
         sip_ports: args.sip_ports.clone(),
         rtp_ports: args.rtp_ports.clone(),
@@ -146,6 +159,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ring_size: args.ring_size,
         frame_size: args.frame_size,
         batch_size: args.batch_size,
+        idle_us: args.idle_us,
+        spare_segments: args.spare_segments,
         dedup_window_ms: args.dedup_window_ms,
         dedup_entries: args.dedup_entries,
         ha: if args.standby {

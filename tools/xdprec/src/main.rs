@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Record SIP, RTP and RTCP from interfaces (AF_XDP) or import a pcap into a store.
-    Capture(capture::Args),
+    Capture(Box<capture::Args>),
     /// Tail per-core capture statistics of a store, like vmstat.
     Stat(stat::Args),
     /// Build the call index of one or more stores.
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Capture(a) => capture::run(a),
+        Command::Capture(a) => capture::run(*a),
         Command::Stat(a) => stat::run(a),
         Command::Index(a) => index::run(a),
         Command::Calls(a) => calls::run(a),
