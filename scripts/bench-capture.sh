@@ -4,18 +4,26 @@
 # for `tcpdump -w` on the same interface (no probe attached). Prints a markdown report.
 #
 # Usage: sudo scripts/bench-capture.sh [--steps "250000 500000 ..."] [--secs 10] [--runs 1]
-#          [--capture-args "--ring-size 32768 ..."] [--no-rt] [--only xdprec|tcpdump]
-#          [--out-dir DIR (where the store and tcpdump's file go; default /tmp)]
+#          [--capture-args "--spare-segments 3 ..."] [--no-rt] [--only xdprec|tcpdump]
+#          [--napi sender|capture] [--out-dir DIR (store and tcpdump's file; default /tmp)]
 #
 # Setup: a network namespace with a veth pair A (sender) -- B (capture), made here and removed
 # by a trap. The sender is `xdprec replay --sender live-ring` (BPF_PROG_RUN live frames of
 # 65536 distinct templates, paced in the kernel) on core 0; the capture (or tcpdump) runs on
 # core 1. On veth the receive side's kernel work (veth NAPI, the probe, the copy into the
 # AF_XDP ring; or skb allocation and the packet tap for tcpdump) runs on the SENDER's core:
-# "one capture core" here means the user-space recorder's core. Both the sender and the
+# "one capture core" here means the user-space recorder's core (--napi sender, the default).
+# With --napi capture, B's NAPI runs in a kernel thread (threaded NAPI) pinned to the
+# recorder's core, as a NIC queue whose interrupt is on the capture core: each recorder then
+# pays its whole receive path on its one core. Both the sender and the
 # recorder run at nice -10 (unless --no-rt) so that other work on this shared machine
-# preempts them less; tcpdump gets the same. xdprec pins only its capture thread (--cores 1);
-# its control and segment-sealer threads may run on either core. The capture runs with --dedup-window-ms 0: the
+# preempts them less; tcpdump gets the same. xdprec pins its capture thread (--cores 1) and,
+# by default, its housekeeping threads (sealer, spare maker) to the same core
+# (--housekeeping-cores 1; they run 10 nice levels below the capture thread): on two vCPUs
+# the only other core is the traffic source's, which has no time to spare at these rates.
+# It keeps 3 spare segments (--spare-segments 3; the default 2 missed a spare now and then at
+# 1.5 Mpps) and its UMEM on huge pages: the script reserves them (vm.nr_hugepages) and gives
+# the old value back at the end. The capture runs with --dedup-window-ms 0: the
 # sender cycles through its templates (one pass is 44 ms at 1.5 Mpps; RTP sequence numbers move
 # on in each pass, but the dedup fingerprint must not see old passes).
 #
@@ -34,6 +42,7 @@ STEPS="250000 500000 750000 1000000 1250000 1500000 1750000 2000000 2500000"
 SECS=10
 RUNS=1
 CAPTURE_ARGS=""
+NAPI=sender
 RT=1
 ONLY=""
 OUTDIR=/tmp
@@ -45,12 +54,14 @@ while [ $# -gt 0 ]; do
     --capture-args) CAPTURE_ARGS="$2"; shift 2 ;;
     --no-rt) RT=0; shift ;;
     --only) ONLY="$2"; shift 2 ;;
+    --napi) NAPI="$2"; shift 2 ;;
     --out-dir) OUTDIR="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
+case "$NAPI" in sender | capture) ;; *) echo "--napi: sender or capture" >&2; exit 2 ;; esac
 for t in ip ethtool tcpdump capinfos taskset chrt python3; do
     command -v "$t" >/dev/null || { echo "needs $t (scripts/setup.sh)" >&2; exit 1; }
 done
@@ -70,7 +81,13 @@ A=cbA$$
 B=cbB$$
 WORK=$(mktemp -d "$OUTDIR/xdprec-capbench.XXXXXX")
 CAP_PID=""
+# xdprec's defaults for this machine (see the header); --capture-args comes after and wins.
+CAPTURE_ARGS="--housekeeping-cores $RECV_CPU --spare-segments 3 $CAPTURE_ARGS"
+HUGE0=$(cat /proc/sys/vm/nr_hugepages)
+# 128 MiB UMEM = 64 pages of 2 MiB; a few more for the sender's maps.
+echo $((HUGE0 + 80)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
 cleanup() {
+    echo "$HUGE0" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
     [ -n "$CAP_PID" ] && kill -9 "$CAP_PID" 2>/dev/null || true
     ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
@@ -90,6 +107,27 @@ ip -n "$NS" link set lo up
 nsx ethtool -K "$B" gro on >/dev/null
 
 ctr() { nsx cat "/sys/class/net/$1/statistics/$2"; }
+
+# --napi capture: B's NAPI in a kernel thread on the recorder's core. Call once B has NAPI
+# (an XDP program or GRO on it).
+napi_to_recorder() {
+    [ "$NAPI" = capture ] || return 0
+    nsx sh -c "echo 1 > /sys/class/net/$B/threaded"
+    local p n=0
+    for _ in $(seq 50); do
+        for p in $(pgrep "^napi/$B-"); do
+            taskset -pc "$RECV_CPU" "$p" >/dev/null && n=$((n + 1))
+        done
+        [ "$n" -gt 0 ] && return 0
+        sleep 0.1
+    done
+    echo "threaded NAPI: no napi/$B thread found" >&2
+    return 1
+}
+napi_off() {
+    [ "$NAPI" = capture ] || return 0
+    nsx sh -c "echo 0 > /sys/class/net/$B/threaded" 2>/dev/null || true
+}
 softnet_drops() {
     local s=0 _a d _r
     while read -r _a d _r; do s=$((s + 16#$d)); done </proc/net/softnet_stat
@@ -113,7 +151,7 @@ send() {
 }
 
 # run_xdprec RATE SEED: prints "sent secs written drops(ring_full fill_empty no_socket
-# redirect_failed probe_dropped disk_full write_errors tx_dropped) segments rss_kb hwm_kb"
+# redirect_failed probe_dropped disk_full write_errors tx_dropped) segments rss_kb hwm_kb spare_misses"
 run_xdprec() {
     local rate=$1 seed=$2 store="$WORK/store"
     rm -rf "$store"
@@ -129,11 +167,13 @@ run_xdprec() {
         kill -0 "$CAP_PID" 2>/dev/null || { cat "$WORK/capture.log" >&2; return 1; }
         sleep 0.1
     done
+    napi_to_recorder
     sleep 0.5
     local sent secs txd
     read -r sent secs txd < <(send "$rate" "$seed")
     sleep 1
     "$BIN" stat --store "$store" --json --count 1 --interval 0.2 >"$WORK/stat.json"
+    napi_off
     local rss hwm
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$CAP_PID/status")
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$CAP_PID/status")
@@ -155,7 +195,7 @@ m = re.search(r"written (\d+) .*ring full (\d+) fill empty (\d+) invalid (\d+) d
               open(log).read())
 written, ring_full, fill_empty, _inv, disk_full, werr = (int(x) for x in m.groups()) if m else (0,) * 6
 print(sent, secs, written, ring_full, fill_empty, p.get("no_socket", 0), p.get("redirect_failed", 0),
-      p.get("dropped", 0), disk_full, werr, txd, segs, rss, hwm)
+      p.get("dropped", 0), disk_full, werr, txd, segs, rss, hwm, row.get("spare_misses", 0))
 EOF
     rm -rf "$store"
 }
@@ -171,12 +211,14 @@ run_tcpdump() {
         [ -s "$out" ] && break
         sleep 0.1
     done
+    napi_to_recorder
     sleep 0.5
     local rxd0 sn0 sent secs txd
     rxd0=$(ctr "$B" rx_dropped)
     sn0=$(softnet_drops)
     read -r sent secs txd < <(send "$rate" "$seed")
     sleep 1
+    napi_off
     kill -INT "$CAP_PID"
     wait "$CAP_PID" || true
     CAP_PID=""
@@ -212,12 +254,12 @@ echo "machine: $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -
     "date $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "(+ $(git status --porcelain 2>/dev/null | wc -l) uncommitted files); load average before $LOAD0, after $LOAD1"
 echo "steps of $SECS s, $RUNS run(s) each; sender core $SEND_CPU, recorder core $RECV_CPU;" \
-    "nice -10: $([ "$RT" = 1 ] && echo yes || echo no); capture args: --dedup-window-ms 0 $CAPTURE_ARGS; store and pcap under $OUTDIR ($(df --output=fstype "$OUTDIR" | tail -1))"
+    "nice -10: $([ "$RT" = 1 ] && echo yes || echo no); receive-side NAPI on the $NAPI's core; capture args: --dedup-window-ms 0 $CAPTURE_ARGS; store and pcap under $OUTDIR ($(df --output=fstype "$OUTDIR" | tail -1))"
 echo
 echo "Per step: medians over runs; loss = sent - recorded (worst run in brackets)."
 echo
-echo "| asked pps | xdprec sent pps | recorded | loss (worst) | ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | tcpdump sent pps | recorded | loss (worst) | kernel dropped | rx_dropped | softnet | veth tx_dropped |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| asked pps | xdprec sent pps | recorded | loss (worst) | ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | spare misses | tcpdump sent pps | recorded | loss (worst) | kernel dropped | rx_dropped | softnet | veth tx_dropped |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 # The highest step reached before the first step with loss (in any run); its median sent rate.
 best_x=0
 best_t=0
@@ -232,7 +274,7 @@ for rate in $STEPS; do
         loss=$(echo "$xr" | awk '{print $1 - $3}' | median)
         worst=$(echo "$xr" | awk '{print $1 - $3}' | sort -n | tail -1)
         col() { echo "$xr" | awk "{print $1}" | median; }
-        line+="| $pps | $rec | $loss ($worst) | $(col '$4') | $(col '$5') | $(col '$6+$7+$8') | $(col '$11') | $(col '$12') "
+        line+="| $pps | $rec | $loss ($worst) | $(col '$4') | $(col '$5') | $(col '$6+$7+$8') | $(col '$11') | $(col '$12') | $(col '$15') "
         if [ "$worst" -gt 0 ]; then
             lost_x=1
         elif [ "$lost_x" = 0 ] && [ "$pps" -gt "$best_x" ]; then
@@ -240,7 +282,7 @@ for rate in $STEPS; do
         fi
         last_x="$xr"
     else
-        line+="| - | - | - | - | - | - | - | - "
+        line+="| - | - | - | - | - | - | - | - | - "
     fi
     if [ "$ONLY" != xdprec ]; then
         tr_=$(for r in $(seq "$RUNS"); do echo "${T[$rate,$r]}"; done)

@@ -579,6 +579,7 @@ where
     let limits = cfg.reasm;
     let batch = cfg.batch_size;
     let idle = Duration::from_nanos(cfg.idle_ns);
+    let rt_priority = cfg.rt_priority;
     let name = thread_name(qp);
     let core = qp.core;
     let ring = u64::from(xsk.ring_size());
@@ -588,6 +589,15 @@ where
             if let Some(c) = core {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
                     log::warn!("{name}: could not pin to core {c}");
+                }
+            }
+            if rt_priority > 0 {
+                match crate::sys::set_fifo(rt_priority) {
+                    Ok(()) => log::info!("{name}: SCHED_FIFO priority {rt_priority}"),
+                    Err(e) => log::warn!(
+                        "{name}: SCHED_FIFO priority {rt_priority}: {e} (needs CAP_SYS_NICE); \
+                         running with normal scheduling"
+                    ),
                 }
             }
             let mut pipe = Pipeline::new(classifier, sink, limits, name.clone()).with_dedup(dedup);
@@ -651,9 +661,7 @@ where
         let started = Instant::now();
         let now = wall_ns();
         let n = xsk
-            .recv_batch(batch, |frame| {
-                pipe.process(frame, frame.len() as u32, now, now);
-            })
+            .recv_batch(batch, |frames| pipe.process_chunk(frames, now, now))
             .map_err(|e| format!("rx ring: {e}"))?;
         if n > 0 {
             pipe.note_batch(started);

@@ -54,17 +54,26 @@ impl SegmentSink {
     }
 }
 
+fn stream_key(k: &crate::pipeline::KeyParts) -> StreamKey {
+    StreamKey {
+        proto: k.proto,
+        src: k.src,
+        dst: k.dst,
+        src_port: k.src_port,
+        dst_port: k.dst_port,
+        ssrc: k.ssrc,
+    }
+}
+
 impl RecordSink for SegmentSink {
     #[inline]
+    fn prefetch(&mut self, key: &crate::pipeline::KeyParts) {
+        self.w.prefetch_stream(&stream_key(key));
+    }
+
+    #[inline]
     fn append(&mut self, rec: &Rec, frame: &[u8], now_ns: u64) -> SinkResult {
-        let key = rec.key.map(|k| StreamKey {
-            proto: k.proto,
-            src: k.src,
-            dst: k.dst,
-            src_port: k.src_port,
-            dst_port: k.dst_port,
-            ssrc: k.ssrc,
-        });
+        let key = rec.key.as_ref().map(stream_key);
         let meta = RecordMeta {
             ts_ns: rec.ts_ns,
             wire_len: rec.wire_len,

@@ -13,6 +13,8 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
+use crate::pipeline::CHUNK;
+
 /// Frames ahead of the one being processed whose bytes are prefetched. The kernel copied each
 /// frame into the UMEM on the receiving core, so the capture core's first touch of it misses
 /// its caches; with the loads issued a few frames early they overlap the work on earlier
@@ -34,6 +36,19 @@ fn prefetch_frame(frame: &[u8]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = frame;
+}
+
+/// Makes the calling thread SCHED_FIFO at `priority` (1..=99).
+pub fn set_fifo(priority: u8) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: libc::c_int::from(priority),
+    };
+    // SAFETY: `param` is a valid sched_param for the duration of the call; pid 0 is the
+    // calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Restricts the calling thread (and the threads it creates later) to `cores`.
@@ -342,7 +357,7 @@ impl XskQueue {
 
     /// Takes up to `max` frames from the rx ring, calls `f` on each, hands the frames back to
     /// the fill ring (waking the kernel if it asks). Returns the number of frames.
-    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[&[u8]])) -> io::Result<usize> {
         let max = max.min(self.batch.len());
         // SAFETY: `batch` holds descriptors of this UMEM that are in user space (not in any
         // ring); consume overwrites them with descriptors the kernel handed back.
@@ -350,16 +365,21 @@ impl XskQueue {
         if n == 0 {
             return Ok(0);
         }
-        for i in 0..n {
-            if let Some(ahead) = self.batch[..n].get(i + PREFETCH_AHEAD) {
-                // SAFETY: as below, for a descriptor of this batch.
-                let data = unsafe { self.umem.data(ahead) };
-                prefetch_frame(data.contents());
+        let mut frames: [&[u8]; CHUNK] = [&[]; CHUNK];
+        for (c, descs) in self.batch[..n].chunks(CHUNK).enumerate() {
+            let base = c * CHUNK;
+            for (i, (slot, d)) in frames.iter_mut().zip(descs).enumerate() {
+                if let Some(ahead) = self.batch[..n].get(base + i + PREFETCH_AHEAD) {
+                    // SAFETY: as below, for a descriptor of this batch.
+                    let data = unsafe { self.umem.data(ahead) };
+                    prefetch_frame(data.contents());
+                }
+                // SAFETY: the descriptor came from this socket's rx ring, so it points into
+                // this UMEM and the kernel no longer writes the frame until we return it to
+                // the fill ring below, after `f` (which cannot keep the slices) returned.
+                *slot = unsafe { self.umem.data(d) }.contents();
             }
-            // SAFETY: the descriptor came from this socket's rx ring, so it points into this
-            // UMEM and the kernel no longer writes the frame until we return it below.
-            let data = unsafe { self.umem.data(&self.batch[i]) };
-            f(data.contents());
+            f(&frames[..descs.len()]);
         }
         if !self.pending.is_empty() {
             // SAFETY: frames of this UMEM that are in user space.

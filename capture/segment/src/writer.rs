@@ -26,6 +26,7 @@
 //! `segment_bytes_max` of page cache per writer (on tmpfs: memory). The sealer needs 16 bytes
 //! per record transiently.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -137,6 +138,10 @@ struct Shared {
     hole_punch_errors: AtomicU64,
     /// Spare file names: `spare_name(prefix, token)`, unique per writer.
     tokens: AtomicU64,
+    /// Seal jobs handed to the sealer and not finished yet.
+    seals_pending: AtomicU64,
+    /// Spares the spare thread has made and the writer not taken yet.
+    spares_ready: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -300,8 +305,13 @@ fn seal_file(
     h.packet_records = s.packets;
     write_seal(&mut map, &h);
     let mapped_len = map.len() as u64;
-    map.flush()
-        .map_err(|e| SegmentError::io("msync", path, e))?;
+    // In pieces: see `sys::SYSCALL_CHUNK_BYTES`. Only the pages up to the directory's end were
+    // written; the rest of the mapping is clean and is punched out below.
+    for off in (0..page_end).step_by(sys::SYSCALL_CHUNK_BYTES) {
+        let len = sys::SYSCALL_CHUNK_BYTES.min(page_end - off);
+        map.flush_range(off, len)
+            .map_err(|e| SegmentError::io("msync", path, e))?;
+    }
     drop(map);
     if mapped_len > page_end as u64
         && sys::punch_hole(&file, page_end as u64, mapped_len - page_end as u64).is_err()
@@ -364,17 +374,26 @@ fn seal_active(a: Active, ctx: &Ctx, shared: &Shared) -> Result<Sealed, SegmentE
     r
 }
 
-fn sealer_main(ctx: Ctx, shared: Arc<Shared>, jobs: Receiver<Job>, recycle: SyncSender<File>) {
+fn sealer_main(
+    ctx: Ctx,
+    shared: Arc<Shared>,
+    jobs: Receiver<Job>,
+    recycle: SyncSender<Option<File>>,
+) {
     sys::lower_thread_priority();
     while let Ok(job) = jobs.recv() {
         match job {
             Job::Seal(a) => {
-                if let Ok(Sealed { file: Some(f), .. }) = seal_active(a, &ctx, &shared) {
-                    // Its pages are freed by the spare thread right before it populates the
-                    // next spare, which then reuses them (see `spare_main`).
-                    if let Err(TrySendError::Full(f) | TrySendError::Disconnected(f)) =
-                        recycle.try_send(f)
-                    {
+                let sealed = seal_active(a, &ctx, &shared);
+                shared.seals_pending.fetch_sub(1, Ordering::Relaxed);
+                // Its pages are freed by the spare thread right before it populates the next
+                // spare, which then reuses them (see `spare_main`). Sent even when there is
+                // no file, so that a spare thread waiting for one stops waiting.
+                let file = sealed.ok().and_then(|s| s.file);
+                if let Err(TrySendError::Full(f) | TrySendError::Disconnected(f)) =
+                    recycle.try_send(file)
+                {
+                    if let Some(f) = f {
                         let _ = sys::drop_cache(&f);
                     }
                 }
@@ -386,6 +405,12 @@ fn sealer_main(ctx: Ctx, shared: Arc<Shared>, jobs: Receiver<Job>, recycle: Sync
         }
     }
 }
+
+/// How long `open` waits for the spare thread's spares.
+const FIRST_SPARE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the spare thread waits for a segment being sealed to free its pages.
+const RECYCLE_WAIT: Duration = Duration::from_millis(1000);
 
 /// After a failed spare (disk full), the spare thread tries again this much later.
 const SPARE_RETRY: Duration = Duration::from_secs(1);
@@ -402,16 +427,29 @@ fn spare_main(
     ctx: Ctx,
     shared: Arc<Shared>,
     spares: SyncSender<Active>,
-    recycle: Receiver<File>,
+    recycle: Receiver<Option<File>>,
     stop: Arc<AtomicBool>,
 ) {
     sys::lower_thread_priority();
     while !stop.load(Ordering::Relaxed) {
+        let mut dropped = false;
         while let Ok(f) = recycle.try_recv() {
-            let _ = sys::drop_cache(&f);
+            if let Some(f) = f {
+                dropped |= sys::drop_cache(&f).is_ok();
+            }
         }
-        match create_spare(&ctx, &shared) {
+        // Nothing to recycle yet but a seal under way: wait a little for its pages rather
+        // than fault in fresh memory (ten times slower here). The spares already made cover
+        // the wait: it is far shorter than a segment takes to fill.
+        if !dropped && shared.seals_pending.load(Ordering::Relaxed) > 0 {
+            if let Ok(Some(f)) = recycle.recv_timeout(RECYCLE_WAIT) {
+                dropped |= sys::drop_cache(&f).is_ok();
+            }
+        }
+        let r = create_spare(&ctx, &shared);
+        match r {
             Ok(a) => {
+                shared.spares_ready.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = spares.send(a) {
                     // The writer is gone: do not leak a preallocated file.
                     let _ = fs::remove_file(&e.0.path);
@@ -521,7 +559,7 @@ pub struct SegmentWriter {
     seal_after_ns: u64,
     active: Option<Active>,
     /// A spare taken from the spare thread (or made here) and not yet active.
-    spare: Option<Active>,
+    spare: VecDeque<Active>,
     next_seq: u64,
     retry_after_ns: u64,
     /// The last failure to get a segment was ENOSPC.
@@ -605,7 +643,7 @@ impl SegmentWriter {
         // disk is not fatal: capture runs, drops are counted, the spare thread retries.
         let first = create_spare(&ctx, &shared);
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(8);
-        let (recycle_tx, recycle_rx) = mpsc::sync_channel::<File>(8);
+        let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Option<File>>(8);
         let thread = {
             let (ctx, shared) = (ctx.clone(), shared.clone());
             std::thread::Builder::new()
@@ -627,7 +665,7 @@ impl SegmentWriter {
             streams_max: cfg.streams_max,
             seal_after_ns: cfg.seal_after_ns,
             active: None,
-            spare: None,
+            spare: VecDeque::with_capacity(2),
             next_seq,
             retry_after_ns: 0,
             fail_disk_full: false,
@@ -642,7 +680,20 @@ impl SegmentWriter {
             _lock: lock,
         };
         match first {
-            Ok(a) => w.spare = Some(a),
+            Ok(a) => {
+                w.spare.push_back(a);
+                // And the spare thread's spares, before any packet: populating them takes up
+                // to 0.95 s each where memory is fresh, and at full rate rotations come every
+                // 0.7 s (256 MiB at 1.5 Mpps); made during the first seconds of traffic they
+                // took the CPU the capture thread needed. A full disk was just reported by
+                // `first`: no wait then.
+                let until = Instant::now() + FIRST_SPARE_WAIT;
+                while w.shared.spares_ready.load(Ordering::Relaxed) < u64::from(cfg.spares)
+                    && Instant::now() < until
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             Err(e) => w.stats.last_error = Some(e.to_string()),
         }
         w.refresh_stats();
@@ -682,7 +733,9 @@ impl SegmentWriter {
 
     /// A spare the spare thread has ready, without waiting.
     fn ready_spare(&mut self) -> Option<Active> {
-        self.spares.as_ref()?.try_recv().ok()
+        let a = self.spares.as_ref()?.try_recv().ok()?;
+        self.shared.spares_ready.fetch_sub(1, Ordering::Relaxed);
+        Some(a)
     }
 
     /// Sends a job to the sealer; `Err(job)` when the sealer is gone.
@@ -690,19 +743,24 @@ impl SegmentWriter {
         let Some(tx) = &self.jobs else {
             return Err(job);
         };
-        match tx.try_send(job) {
+        let seal = matches!(job, Job::Seal(_));
+        let r = match tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(job)) => {
                 self.stats.seal_queue_waits += 1;
                 tx.send(job).map_err(|e| e.0)
             }
             Err(TrySendError::Disconnected(job)) => Err(job),
+        };
+        if seal && r.is_ok() {
+            self.shared.seals_pending.fetch_add(1, Ordering::Relaxed);
         }
+        r
     }
 
     /// Takes a spare: the one held, one the spare thread made, or a new one made here.
     fn take_spare(&mut self) -> Result<Active, SegmentError> {
-        if let Some(a) = self.spare.take().or_else(|| self.ready_spare()) {
+        if let Some(a) = self.spare.pop_front().or_else(|| self.ready_spare()) {
             return Ok(a);
         }
         self.stats.spare_misses += 1;
@@ -926,6 +984,16 @@ impl SegmentWriter {
         })
     }
 
+    /// Starts loading the stream table slot of `key` into the cache (a hint: an append of
+    /// this stream follows soon; see the capture pipeline's `process_chunk`).
+    #[inline]
+    pub fn prefetch_stream(&self, key: &StreamKey) {
+        let h = self.table.hasher.hash_one(key);
+        if let Some(slot) = self.table.slots.get(h as usize & self.table.mask) {
+            sys::prefetch(slot);
+        }
+    }
+
     /// Live packet and byte counts of a stream of the active segment.
     pub fn stream_live(&self, stream_id: u32) -> Option<(StreamKey, u64, u64)> {
         let e = self
@@ -945,16 +1013,16 @@ impl SegmentWriter {
         }
         // With no segment active (after a failure, e.g. disk full): take a spare as soon as the
         // spare thread has one, so the next packet does not wait.
-        if self.active.is_none() && self.spare.is_none() {
+        if self.active.is_none() && self.spare.is_empty() {
             if let Some(a) = self.ready_spare() {
-                self.spare = Some(a);
+                self.spare.push_back(a);
                 self.retry_after_ns = 0;
             } else if now_ns >= self.retry_after_ns {
                 // Nothing is being written: making one here stalls nobody, and resumes
                 // capture within a second of space coming back.
                 match create_spare(&self.ctx, &self.shared) {
                     Ok(a) => {
-                        self.spare = Some(a);
+                        self.spare.push_back(a);
                         self.retry_after_ns = 0;
                     }
                     Err(e) => {
@@ -1027,7 +1095,7 @@ impl Drop for SegmentWriter {
         // Spares are never handed out again: remove their files. Dropping the receiver ends
         // the spare thread's blocked `send` (it removes that file itself).
         self.spare_stop.store(true, Ordering::Relaxed);
-        if let Some(a) = self.spare.take() {
+        for a in self.spare.drain(..) {
             let _ = fs::remove_file(&a.path);
         }
         if let Some(rx) = self.spares.take() {

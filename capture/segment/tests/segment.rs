@@ -143,6 +143,48 @@ fn rotation_when_full_keeps_every_record_in_order() {
 }
 
 #[test]
+fn spares_are_ready_before_the_first_packet_and_removed_at_the_end() {
+    for spares in [2u32, 3] {
+        let dir = TempDir::new("spares");
+        let mut c = cfg(dir.path(), "sp", 64 * 1024);
+        c.spares = spares;
+        let mut w = SegmentWriter::open(c).unwrap();
+        // `open` returns once the spare thread has `spares` segments ready, beside the first.
+        // One of them it still holds in its blocked `send`, which completes only when that
+        // thread next runs: `spares - 1` rotations in a burst (microseconds apart here, a
+        // second apart in capture) certainly need no spare made on this thread.
+        let keys = vec![key(1, Some(9))];
+        let mut i = 0u64;
+        while w.stats().rotations_full < u64::from(spares - 1) {
+            let m = meta(i, &keys);
+            w.append(&m, &frame(i), m.ts_ns).unwrap();
+            i += 1;
+        }
+        assert_eq!(
+            w.stats().spare_misses,
+            0,
+            "spares {spares}: {:?}",
+            w.stats()
+        );
+        w.seal().unwrap();
+        drop(w);
+        // No spare file outlives the writer.
+        let f = files(dir.path());
+        assert!(
+            f.iter()
+                .all(|n| !n.ends_with(".spare") && !n.ends_with(".open")),
+            "{f:?}"
+        );
+        let got: Vec<u64> = read_store(dir.path()).iter().map(|x| x.1).collect();
+        assert_eq!(got, (0..i).collect::<Vec<_>>());
+    }
+    let dir = TempDir::new("spares0");
+    let mut c = cfg(dir.path(), "sp", 64 * 1024);
+    c.spares = 0;
+    assert!(SegmentWriter::open(c).is_err());
+}
+
+#[test]
 fn time_based_seal_by_tick_and_by_append() {
     let dir = TempDir::new("time");
     let mut c = cfg(dir.path(), "time", 1 << 20);

@@ -53,6 +53,10 @@ pub struct Args {
     /// (default: any core). Keep them off the capture cores at high rates.
     #[arg(long = "housekeeping-cores", value_name = "LIST")]
     pub housekeeping_cores: Option<String>,
+    /// Run capture threads SCHED_FIFO at this priority, 1-99 (default 0: normal scheduling).
+    /// Keeps sealing and other work on the same core from delaying them.
+    #[arg(long = "rt-priority", value_name = "PRIO")]
+    pub rt_priority: Option<u8>,
     /// How to attach the probe: auto, native or skb.
     #[arg(long = "xdp-mode", value_name = "MODE")]
     pub xdp_mode: Option<String>,
@@ -151,6 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         queues: args.queues.clone(),
         cores: args.cores.clone(),
         housekeeping_cores: args.housekeeping_cores.clone(),
+        rt_priority: args.rt_priority,
         xdp_mode: args.xdp_mode.clone(),
         sip_ports: args.sip_ports.clone(),
         rtp_ports: args.rtp_ports.clone(),
