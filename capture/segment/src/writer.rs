@@ -443,7 +443,7 @@ fn spare_main(
         // the wait: it is far shorter than a segment takes to fill.
         if !dropped && shared.seals_pending.load(Ordering::Relaxed) > 0 {
             if let Ok(Some(f)) = recycle.recv_timeout(RECYCLE_WAIT) {
-                dropped |= sys::drop_cache(&f).is_ok();
+                let _ = sys::drop_cache(&f);
             }
         }
         let r = create_spare(&ctx, &shared);
