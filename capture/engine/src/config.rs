@@ -347,6 +347,42 @@ pub struct FlagValues {
     pub heartbeat_timeout_ms: Option<u64>,
 }
 
+impl FlagValues {
+    /// The flags given, as a file would give them (the settings without a flag stay unset).
+    fn as_file(&self) -> FileConfig {
+        let text = |v: &Option<String>| v.clone().map(ListOrString::Text);
+        FileConfig {
+            iface: (!self.ifaces.is_empty()).then(|| OneOrMany::Many(self.ifaces.clone())),
+            store: self.store.clone(),
+            recorder: self.recorder.clone(),
+            queues: text(&self.queues),
+            cores: text(&self.cores),
+            housekeeping_cores: text(&self.housekeeping_cores),
+            rt_priority: self.rt_priority,
+            xdp_mode: self.xdp_mode.clone(),
+            sip_ports: text(&self.sip_ports),
+            rtp_ports: self.rtp_ports.clone(),
+            segment_mb: self.segment_mb,
+            seal_secs: self.seal_secs,
+            ring_size: self.ring_size,
+            frame_size: self.frame_size,
+            batch_size: self.batch_size,
+            idle_us: self.idle_us,
+            spare_segments: self.spare_segments,
+            dedup_window_ms: self.dedup_window_ms,
+            dedup_entries: self.dedup_entries,
+            bpffs: self.bpffs.clone(),
+            run_dir: self.run_dir.clone(),
+            heartbeat_timeout_ms: self.heartbeat_timeout_ms,
+            ..FileConfig::default()
+        }
+    }
+}
+
+fn to_cores(v: Vec<u64>) -> Vec<usize> {
+    v.into_iter().map(|x| x as usize).collect()
+}
+
 fn to_u32s(v: Vec<u64>, what: &'static str) -> Result<Vec<u32>, ConfigError> {
     v.into_iter()
         .map(|x| u32::try_from(x).map_err(|_| invalid(what, format!("{x} is out of range"))))
@@ -372,183 +408,111 @@ impl CaptureConfig {
     ) -> Result<CaptureConfig, ConfigError> {
         let mut c = CaptureConfig::default();
         if let Some(f) = file {
-            if let Some(i) = &f.iface {
-                c.ifaces = match i {
-                    OneOrMany::One(s) => vec![s.clone()],
-                    OneOrMany::Many(v) => v.clone(),
-                };
-            }
-            if let Some(s) = &f.store {
-                c.store = s.clone();
-            }
-            if let Some(r) = &f.recorder {
-                c.recorder = r.clone();
-            }
-            if let Some(q) = &f.queues {
-                c.queues = Some(to_u32s(q.to_u64s("queues")?, "queues")?);
-            }
-            if let Some(q) = &f.cores {
-                c.cores = Some(
-                    q.to_u64s("cores")?
-                        .into_iter()
-                        .map(|x| x as usize)
-                        .collect(),
-                );
-            }
-            if let Some(v) = f.rt_priority {
-                c.rt_priority = v;
-            }
-            if let Some(q) = &f.housekeeping_cores {
-                c.housekeeping_cores = Some(
-                    q.to_u64s("housekeeping_cores")?
-                        .into_iter()
-                        .map(|x| x as usize)
-                        .collect(),
-                );
-            }
-            if let Some(m) = &f.xdp_mode {
-                c.xdp_mode = m.parse()?;
-            }
-            if let Some(p) = &f.sip_ports {
-                c.sip_ports = to_ports(p.to_u64s("sip_ports")?, "sip_ports")?;
-            }
-            if let Some(r) = &f.rtp_ports {
-                (c.rtp_port_lo, c.rtp_port_hi) = parse_port_range(r, "rtp_ports")?;
-            }
-            if let Some(v) = f.segment_mb {
-                c.segment_bytes_max = v.saturating_mul(1 << 20);
-            }
-            if let Some(v) = f.seal_secs {
-                c.seal_after_ns = v.saturating_mul(1_000_000_000);
-            }
-            if let Some(v) = f.ring_size {
-                c.ring_size = v;
-            }
-            if let Some(v) = f.frame_size {
-                c.frame_size = v;
-            }
-            if let Some(v) = f.batch_size {
-                c.batch_size = v;
-            }
-            if let Some(v) = f.idle_us {
-                c.idle_ns = v.saturating_mul(1000);
-            }
-            if let Some(v) = f.spare_segments {
-                c.spare_segments = v;
-            }
-            if let Some(v) = f.streams_max {
-                c.streams_max = v;
-            }
-            if let Some(v) = f.compress_sealed {
-                c.compress_sealed = v;
-            }
-            if let Some(v) = f.reasm_datagrams_max {
-                c.reasm.datagrams_max = v;
-            }
-            if let Some(v) = f.reasm_frags_max {
-                c.reasm.frags_max = v;
-            }
-            if let Some(v) = f.reasm_bytes_max {
-                c.reasm.bytes_max = v;
-            }
-            if let Some(v) = f.reasm_timeout_ms {
-                c.reasm.timeout_ns = v.saturating_mul(1_000_000);
-            }
-            if let Some(v) = f.dedup_window_ms {
-                c.dedup_window_ns = v.saturating_mul(1_000_000);
-            }
-            if let Some(v) = f.dedup_entries {
-                c.dedup_entries = v;
-            }
-            if let Some(v) = &f.bpffs {
-                c.bpffs = v.clone();
-            }
-            if let Some(v) = &f.run_dir {
-                c.run_dir = v.clone();
-            }
-            if let Some(v) = f.heartbeat_timeout_ms {
-                c.heartbeat_timeout_ns = v.saturating_mul(1_000_000);
-            }
+            c.apply(f, false)?;
         }
-        if !flags.ifaces.is_empty() {
-            c.ifaces = flags.ifaces.clone();
-        }
-        if let Some(s) = &flags.store {
-            c.store = s.clone();
-        }
-        if let Some(r) = &flags.recorder {
-            c.recorder = r.clone();
-        }
-        if let Some(q) = &flags.queues {
-            c.queues = Some(to_u32s(parse_list(q, "--queues")?, "--queues")?);
-        }
-        if let Some(q) = &flags.cores {
-            c.cores = Some(
-                parse_list(q, "--cores")?
-                    .into_iter()
-                    .map(|x| x as usize)
-                    .collect(),
-            );
-        }
-        if let Some(v) = flags.rt_priority {
-            c.rt_priority = v;
-        }
-        if let Some(q) = &flags.housekeeping_cores {
-            c.housekeeping_cores = Some(
-                parse_list(q, "--housekeeping-cores")?
-                    .into_iter()
-                    .map(|x| x as usize)
-                    .collect(),
-            );
-        }
-        if let Some(m) = &flags.xdp_mode {
-            c.xdp_mode = m.parse()?;
-        }
-        if let Some(p) = &flags.sip_ports {
-            c.sip_ports = to_ports(parse_list(p, "--sip-ports")?, "--sip-ports")?;
-        }
-        if let Some(r) = &flags.rtp_ports {
-            (c.rtp_port_lo, c.rtp_port_hi) = parse_port_range(r, "--rtp-ports")?;
-        }
-        if let Some(v) = flags.segment_mb {
-            c.segment_bytes_max = v.saturating_mul(1 << 20);
-        }
-        if let Some(v) = flags.seal_secs {
-            c.seal_after_ns = v.saturating_mul(1_000_000_000);
-        }
-        if let Some(v) = flags.ring_size {
-            c.ring_size = v;
-        }
-        if let Some(v) = flags.frame_size {
-            c.frame_size = v;
-        }
-        if let Some(v) = flags.batch_size {
-            c.batch_size = v;
-        }
-        if let Some(v) = flags.idle_us {
-            c.idle_ns = v.saturating_mul(1000);
-        }
-        if let Some(v) = flags.spare_segments {
-            c.spare_segments = v;
-        }
-        if let Some(v) = flags.dedup_window_ms {
-            c.dedup_window_ns = v.saturating_mul(1_000_000);
-        }
-        if let Some(v) = flags.dedup_entries {
-            c.dedup_entries = v;
-        }
+        // The flags go through the same path as the file, so that a setting is applied
+        // (and its unit converted) in one place.
+        c.apply(&flags.as_file(), true)?;
         c.ha = flags.ha;
-        if let Some(v) = &flags.bpffs {
-            c.bpffs = v.clone();
-        }
-        if let Some(v) = &flags.run_dir {
-            c.run_dir = v.clone();
-        }
-        if let Some(v) = flags.heartbeat_timeout_ms {
-            c.heartbeat_timeout_ns = v.saturating_mul(1_000_000);
-        }
         c.validate()?;
         Ok(c)
+    }
+
+    /// Applies every setting `f` has. `flag`: name settings as command-line flags in errors.
+    fn apply(&mut self, f: &FileConfig, flag: bool) -> Result<(), ConfigError> {
+        let name = |key: &'static str, opt: &'static str| if flag { opt } else { key };
+        let c = self;
+        if let Some(i) = &f.iface {
+            c.ifaces = match i {
+                OneOrMany::One(s) => vec![s.clone()],
+                OneOrMany::Many(v) => v.clone(),
+            };
+        }
+        if let Some(s) = &f.store {
+            c.store = s.clone();
+        }
+        if let Some(r) = &f.recorder {
+            c.recorder = r.clone();
+        }
+        if let Some(q) = &f.queues {
+            let what = name("queues", "--queues");
+            c.queues = Some(to_u32s(q.to_u64s(what)?, what)?);
+        }
+        if let Some(q) = &f.cores {
+            c.cores = Some(to_cores(q.to_u64s(name("cores", "--cores"))?));
+        }
+        if let Some(q) = &f.housekeeping_cores {
+            let what = name("housekeeping_cores", "--housekeeping-cores");
+            c.housekeeping_cores = Some(to_cores(q.to_u64s(what)?));
+        }
+        if let Some(v) = f.rt_priority {
+            c.rt_priority = v;
+        }
+        if let Some(m) = &f.xdp_mode {
+            c.xdp_mode = m.parse()?;
+        }
+        if let Some(p) = &f.sip_ports {
+            let what = name("sip_ports", "--sip-ports");
+            c.sip_ports = to_ports(p.to_u64s(what)?, what)?;
+        }
+        if let Some(r) = &f.rtp_ports {
+            (c.rtp_port_lo, c.rtp_port_hi) = parse_port_range(r, name("rtp_ports", "--rtp-ports"))?;
+        }
+        if let Some(v) = f.segment_mb {
+            c.segment_bytes_max = v.saturating_mul(1 << 20);
+        }
+        if let Some(v) = f.seal_secs {
+            c.seal_after_ns = v.saturating_mul(1_000_000_000);
+        }
+        if let Some(v) = f.ring_size {
+            c.ring_size = v;
+        }
+        if let Some(v) = f.frame_size {
+            c.frame_size = v;
+        }
+        if let Some(v) = f.batch_size {
+            c.batch_size = v;
+        }
+        if let Some(v) = f.idle_us {
+            c.idle_ns = v.saturating_mul(1000);
+        }
+        if let Some(v) = f.spare_segments {
+            c.spare_segments = v;
+        }
+        if let Some(v) = f.streams_max {
+            c.streams_max = v;
+        }
+        if let Some(v) = f.compress_sealed {
+            c.compress_sealed = v;
+        }
+        if let Some(v) = f.reasm_datagrams_max {
+            c.reasm.datagrams_max = v;
+        }
+        if let Some(v) = f.reasm_frags_max {
+            c.reasm.frags_max = v;
+        }
+        if let Some(v) = f.reasm_bytes_max {
+            c.reasm.bytes_max = v;
+        }
+        if let Some(v) = f.reasm_timeout_ms {
+            c.reasm.timeout_ns = v.saturating_mul(1_000_000);
+        }
+        if let Some(v) = f.dedup_window_ms {
+            c.dedup_window_ns = v.saturating_mul(1_000_000);
+        }
+        if let Some(v) = f.dedup_entries {
+            c.dedup_entries = v;
+        }
+        if let Some(v) = &f.bpffs {
+            c.bpffs = v.clone();
+        }
+        if let Some(v) = &f.run_dir {
+            c.run_dir = v.clone();
+        }
+        if let Some(v) = f.heartbeat_timeout_ms {
+            c.heartbeat_timeout_ns = v.saturating_mul(1_000_000);
+        }
+        Ok(())
     }
 
     /// Checks what can be checked without the system.

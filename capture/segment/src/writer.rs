@@ -1,30 +1,48 @@
-//! The segment writer (one per capture thread) and its sealer thread.
+//! The segment writer (one per capture thread), its sealer thread and its spare thread.
 //!
 //! Data path ([`SegmentWriter::append`]): a stream table lookup (keyed aHash, open
-//! addressing, preallocated), two `memcpy`s into the mapping and a CRC. No allocation, no
-//! lock, no syscall, no logging; counters are plain fields of the writer.
+//! addressing, preallocated; the capture pipeline prefetches the slot a few packets ahead
+//! with [`SegmentWriter::prefetch_stream`]), one `memcpy` into the mapping and a CRC computed
+//! over the source. No allocation, no lock, no syscall, no logging; counters are plain
+//! fields of the writer.
 //!
 //! Rotation (full, or `seal_after_ns` after the first record): the writer hands the full
 //! segment to the sealer thread and activates a spare that the spare thread preallocated,
 //! mapped and faulted in writable (`MADV_POPULATE_WRITE`) ahead of time, so the capture thread
 //! takes no page fault (write seq and time into its header, one `rename`). The capture thread
 //! never maps, unmaps or syncs during a rotation: the sealer unmaps and syncs the old segment.
-//! Spares and seals have a thread each because a seal waits for the disk (msync and fsync
-//! of a whole segment, seconds at high rates): a spare made after it, on the same thread,
-//! came too late and the capture thread had to make one itself, a stall of hundreds of ms.
-//! The spare thread keeps `spares` segments ready. Only a rotation that finds none ready
-//! (`spare_misses`) creates and maps one on the capture thread.
-//! The sealer scans the records once, writes the directory after the last record,
-//! `msync`s, deallocates the unused tail, renames `.open` to the sealed name and, if
-//! configured, compresses. Crash recovery runs the very same sealing on whatever `.open` file
-//! a killed writer left.
+//!
+//! Why three threads. A seal waits for the disk (msync and fsync of a whole segment): a spare
+//! made after it on the same thread came too late at high rates, and the capture thread had to
+//! make one itself (`spare_misses`), a stall of hundreds of ms. So the spare thread keeps
+//! `spares` segments ready, and [`SegmentWriter::open`] returns only once they are (before
+//! the first packet). Only a rotation that finds none ready makes one on the capture thread.
+//!
+//! Page recycling. The sealer hands each synced segment to the spare thread, which drops its
+//! page cache (`POSIX_FADV_DONTNEED`) just before it populates the next spare, so the spare
+//! reuses those pages; when a seal is under way it waits up to `RECYCLE_WAIT` for it. Where
+//! the host backs guest memory lazily and takes freed memory back (this project's VMs), a
+//! page that was free for a while costs ten times more to fault in (0.7-0.95 s for 256 MiB
+//! against 0.05-0.07 s), and without recycling the spare thread took most of a core at
+//! 1.5 Mpps. Sealed segments therefore do not stay in the page cache.
+//!
+//! Sharing a core. Helper threads run 10 nice levels below the capture thread, and every
+//! syscall of theirs that walks page cache pages (populate, msync, fadvise) covers at most
+//! `sys::SYSCALL_CHUNK_BYTES`: this kernel has no preemption, and one populate of 256 MiB kept
+//! a capture thread on the same core waiting 35 ms, past what its ring holds.
+//!
+//! The sealer scans the records once (without CRC checks for its own records, whose end it
+//! knows), groups them by stream (counting sort), writes the directory after the last record,
+//! `msync`s the written part, deallocates the unused tail, renames `.open` to the sealed name
+//! and, if configured, compresses. Crash recovery runs the very same sealing, with CRC checks,
+//! on whatever `.open` file a killed writer left.
 //!
 //! Memory: per stream 72 bytes of live state + 16 bytes of table slots (two slots per stream:
 //! load factor <= 1/2), i.e. 88 bytes * `streams_max` allocated once at open (5.5 MiB for the
-//! default 65536). Mappings of `segment_bytes_max`: the active one, `spares` ready ones
-//! (populated) and the segments the sealer still syncs, so at least (1 + `spares`) x
-//! `segment_bytes_max` of page cache per writer (on tmpfs: memory). The sealer needs 16 bytes
-//! per record transiently.
+//! default 65536). Mappings of `segment_bytes_max`: the active one, the first spare, `spares`
+//! ready ones and the segments the sealer still syncs, so about (2 + `spares`) x
+//! `segment_bytes_max` of page cache per writer at full rate (1 GiB with the defaults; on
+//! tmpfs, memory). The sealer needs 32 bytes per record transiently.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -438,9 +456,9 @@ fn spare_main(
                 dropped |= sys::drop_cache(&f).is_ok();
             }
         }
-        // Nothing to recycle yet but a seal under way: wait a little for its pages rather
-        // than fault in fresh memory (ten times slower here). The spares already made cover
-        // the wait: it is far shorter than a segment takes to fill.
+        // Nothing to recycle yet but a seal under way: wait for its pages rather than fault
+        // in fresh memory (ten times slower here). The spares already made cover the wait
+        // (2 spares of 256 MiB: 1.4 s at 1.5 Mpps).
         if !dropped && shared.seals_pending.load(Ordering::Relaxed) > 0 {
             if let Ok(Some(f)) = recycle.recv_timeout(RECYCLE_WAIT) {
                 let _ = sys::drop_cache(&f);

@@ -204,7 +204,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "captured {} frames ({} bytes): sip {} rtp {} rtcp {} frag {} other {}; written {} \
          (reassembled {}); duplicates {}; dropped: ring full {} fill empty {} invalid {} \
-         disk full {} write errors {}",
+         disk full {} write errors {}; spare misses {}",
         summary.total(Field::RxPackets),
         summary.total(Field::RxBytes),
         summary.total(Field::ClassSip),
@@ -220,6 +220,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.total(Field::XskInvalidDescs),
         summary.total(Field::DiskFull),
         summary.total(Field::WriteErrors),
+        summary.total(Field::SpareMisses),
     );
     Ok(())
 }
