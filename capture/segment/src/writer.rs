@@ -459,10 +459,22 @@ fn spare_main(
         // Nothing to recycle yet but a seal under way: wait for its pages rather than fault
         // in fresh memory (ten times slower here). The spares already made cover the wait
         // (2 spares of 256 MiB: 1.4 s at 1.5 Mpps).
-        if !dropped && shared.seals_pending.load(Ordering::Relaxed) > 0 {
-            if let Ok(Some(f)) = recycle.recv_timeout(RECYCLE_WAIT) {
-                let _ = sys::drop_cache(&f);
+        let until = Instant::now() + RECYCLE_WAIT;
+        while !dropped
+            && shared.seals_pending.load(Ordering::Relaxed) > 0
+            && !stop.load(Ordering::Relaxed)
+            && Instant::now() < until
+        {
+            // In short waits, so that a writer being dropped is not kept waiting.
+            match recycle.recv_timeout(Duration::from_millis(50)) {
+                Ok(Some(f)) => dropped = sys::drop_cache(&f).is_ok(),
+                Ok(None) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
         }
         let r = create_spare(&ctx, &shared);
         match r {
@@ -707,6 +719,7 @@ impl SegmentWriter {
                 // `first`: no wait then.
                 let until = Instant::now() + FIRST_SPARE_WAIT;
                 while w.shared.spares_ready.load(Ordering::Relaxed) < u64::from(cfg.spares)
+                    && w.shared.spare_errors.load(Ordering::Relaxed) == 0
                     && Instant::now() < until
                 {
                     std::thread::sleep(Duration::from_millis(5));
