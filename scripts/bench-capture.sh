@@ -22,8 +22,10 @@
 # (--housekeeping-cores 1; they run 10 nice levels below the capture thread): on two vCPUs
 # the only other core is the traffic source's, which has no time to spare at these rates.
 # It keeps 3 spare segments (--spare-segments 3; the default 2 missed a spare now and then at
-# 1.5 Mpps) and its UMEM on huge pages: the script reserves them (vm.nr_hugepages) and gives
-# the old value back at the end. The capture runs with --dedup-window-ms 0: the
+# 1.5 Mpps), and a ring of 131072 2 KiB frames (--ring-size 131072 --frame-size 2048: 256 MiB
+# of UMEM, 88 ms at 1.5 Mpps; the default 32768 x 4 KiB holds 22 ms, and stalls of 25-40 ms
+# happen on this VM, see benches/results/capture.md) on huge pages: the script reserves them
+# (vm.nr_hugepages) and gives the old value back at the end. tcpdump gets -B 131072 (128 MiB). The capture runs with --dedup-window-ms 0: the
 # sender cycles through its templates (one pass is 44 ms at 1.5 Mpps; RTP sequence numbers move
 # on in each pass, but the dedup fingerprint must not see old passes).
 #
@@ -82,10 +84,10 @@ B=cbB$$
 WORK=$(mktemp -d "$OUTDIR/xdprec-capbench.XXXXXX")
 CAP_PID=""
 # xdprec's defaults for this machine (see the header); --capture-args comes after and wins.
-CAPTURE_ARGS="--housekeeping-cores $RECV_CPU --spare-segments 3 $CAPTURE_ARGS"
+CAPTURE_ARGS="--housekeeping-cores $RECV_CPU --spare-segments 3 --ring-size 131072 --frame-size 2048 $CAPTURE_ARGS"
 HUGE0=$(cat /proc/sys/vm/nr_hugepages)
-# 128 MiB UMEM = 64 pages of 2 MiB; a few more for the sender's maps.
-echo $((HUGE0 + 80)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+# 256 MiB UMEM = 128 pages of 2 MiB; a few more for the sender's maps.
+echo $((HUGE0 + 160)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
 cleanup() {
     echo "$HUGE0" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
     [ -n "$CAP_PID" ] && kill -9 "$CAP_PID" 2>/dev/null || true
