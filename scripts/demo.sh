@@ -47,10 +47,18 @@ ip -n "$ns" link set lo up
 ip -n "$ns" link set "$b" up
 
 echo "== capture on $a into $STORE"
-"$XDPREC" capture --iface "$a" --store "$STORE" --recorder demo &
+caplog=$(mktemp /tmp/xdprec-demo-capture.XXXXXX.log)
+"$XDPREC" capture --iface "$a" --store "$STORE" --recorder demo 2> >(tee "$caplog" >&2) &
 capture_pid=$!
-sleep 2
-kill -0 "$capture_pid" 2>/dev/null || { echo "capture failed to start" >&2; exit 1; }
+# Send only once the probe is attached and the capture thread runs (the capture first prepares
+# its segments, a second or two): frames sent earlier would pass by unrecorded.
+for _ in $(seq 300); do
+    grep -q "capture thread(s) running" "$caplog" && break
+    kill -0 "$capture_pid" 2>/dev/null || { echo "capture failed to start" >&2; exit 1; }
+    sleep 0.1
+done
+grep -q "capture thread(s) running" "$caplog" || { echo "capture did not start within 30 s" >&2; exit 1; }
+rm -f "$caplog"
 
 echo "== replay: $CALLS concurrent synthetic calls for ${SECONDS_TO_SEND}s from $b"
 ip netns exec "$ns" "$XDPREC" replay --iface "$b" --synth "$CALLS" --call-secs 4 --duration "$SECONDS_TO_SEND"
