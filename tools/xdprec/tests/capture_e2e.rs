@@ -613,7 +613,20 @@ fn two_interfaces_are_captured_side_by_side() {
     }
     let dir = tmpdir("two");
     let store = dir.join("store");
-    let cap = Capture::start(&link, &store, &["--iface", &second.a]);
+    // Also the non-default paths: capture threads that block in poll() when idle
+    // (`--idle-us 0`), and housekeeping threads pinned to a core of their own.
+    let cap = Capture::start(
+        &link,
+        &store,
+        &[
+            "--iface",
+            &second.a,
+            "--idle-us",
+            "0",
+            "--housekeeping-cores",
+            "0",
+        ],
+    );
     let want1 = steered(&f1);
     let want2 = steered(&f2);
     replay(&link, &f1, &["--topspeed"]);
@@ -637,6 +650,10 @@ fn two_interfaces_are_captured_side_by_side() {
     });
     let (ok, log) = cap.stop();
     assert!(ok, "capture failed:\n{log}");
+    assert!(
+        log.contains("housekeeping threads on core(s) [0]"),
+        "housekeeping cores not applied:\n{log}"
+    );
     let mut per_iface: BTreeMap<String, Vec<(Class, Vec<u8>)>> = BTreeMap::new();
     for s in list_segments(&store).unwrap() {
         let r = SegmentReader::open(&s.path).unwrap();
