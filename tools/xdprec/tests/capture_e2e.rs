@@ -501,7 +501,7 @@ fn full_store_is_counted_not_fatal() {
         "tmpfs",
         store.to_str().unwrap(),
     ]);
-    let _mount = Tmpfs(store.clone());
+    let mount = Tmpfs(store.clone());
     let mut cap = Capture::start(&link, &store, &["--segment-mb", "1"]);
     let iface = link.veth.a.clone();
     // About 0.9 MB a pass: 12 passes overflow the 6 MB store.
@@ -537,6 +537,8 @@ fn full_store_is_counted_not_fatal() {
         g(Field::Written) + g(Field::DiskFull) + g(Field::WriteErrors) + g(Field::ClassOther),
         "every frame (and reassembled datagram) is written or counted"
     );
+    // Unmounted first: a mount point cannot be removed.
+    drop(mount);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
