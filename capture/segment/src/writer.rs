@@ -44,7 +44,6 @@
 //! `segment_bytes_max` of page cache per writer at full rate (1 GiB with the defaults; on
 //! tmpfs, memory). The sealer needs 32 bytes per record transiently.
 
-use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -589,7 +588,7 @@ pub struct SegmentWriter {
     seal_after_ns: u64,
     active: Option<Active>,
     /// A spare taken from the spare thread (or made here) and not yet active.
-    spare: VecDeque<Active>,
+    spare: Option<Active>,
     next_seq: u64,
     retry_after_ns: u64,
     /// The last failure to get a segment was ENOSPC.
@@ -695,7 +694,7 @@ impl SegmentWriter {
             streams_max: cfg.streams_max,
             seal_after_ns: cfg.seal_after_ns,
             active: None,
-            spare: VecDeque::with_capacity(2),
+            spare: None,
             next_seq,
             retry_after_ns: 0,
             fail_disk_full: false,
@@ -711,7 +710,7 @@ impl SegmentWriter {
         };
         match first {
             Ok(a) => {
-                w.spare.push_back(a);
+                w.spare = Some(a);
                 // And the spare thread's spares, before any packet: populating them takes up
                 // to 0.95 s each where memory is fresh, and at full rate rotations come every
                 // 0.7 s (256 MiB at 1.5 Mpps); made during the first seconds of traffic they
@@ -791,7 +790,7 @@ impl SegmentWriter {
 
     /// Takes a spare: the one held, one the spare thread made, or a new one made here.
     fn take_spare(&mut self) -> Result<Active, SegmentError> {
-        if let Some(a) = self.spare.pop_front().or_else(|| self.ready_spare()) {
+        if let Some(a) = self.spare.take().or_else(|| self.ready_spare()) {
             return Ok(a);
         }
         self.stats.spare_misses += 1;
@@ -1044,16 +1043,16 @@ impl SegmentWriter {
         }
         // With no segment active (after a failure, e.g. disk full): take a spare as soon as the
         // spare thread has one, so the next packet does not wait.
-        if self.active.is_none() && self.spare.is_empty() {
+        if self.active.is_none() && self.spare.is_none() {
             if let Some(a) = self.ready_spare() {
-                self.spare.push_back(a);
+                self.spare = Some(a);
                 self.retry_after_ns = 0;
             } else if now_ns >= self.retry_after_ns {
                 // Nothing is being written: making one here stalls nobody, and resumes
                 // capture within a second of space coming back.
                 match create_spare(&self.ctx, &self.shared) {
                     Ok(a) => {
-                        self.spare.push_back(a);
+                        self.spare = Some(a);
                         self.retry_after_ns = 0;
                     }
                     Err(e) => {
@@ -1126,7 +1125,7 @@ impl Drop for SegmentWriter {
         // Spares are never handed out again: remove their files. Dropping the receiver ends
         // the spare thread's blocked `send` (it removes that file itself).
         self.spare_stop.store(true, Ordering::Relaxed);
-        for a in self.spare.drain(..) {
+        if let Some(a) = self.spare.take() {
             let _ = fs::remove_file(&a.path);
         }
         if let Some(rx) = self.spares.take() {

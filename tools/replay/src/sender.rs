@@ -226,6 +226,29 @@ pub struct LiveSender {
     failures_in_a_row: u64,
 }
 
+/// The interface index of `iface` and `object` loaded with its XDP program `program` loaded
+/// into the kernel (not attached): what both live-frames senders start from.
+fn load_live_program(iface: &str, object: &[u8], program: &str) -> Result<(Ebpf, u32), Error> {
+    let ifindex = if_index(iface).map_err(|source| Error::Interface {
+        iface: iface.to_string(),
+        source,
+    })?;
+    let live_err = |what: String| Error::Live {
+        iface: iface.to_string(),
+        what,
+    };
+    let mut ebpf =
+        Ebpf::load(object).map_err(|e| live_err(format!("loading the BPF object: {e}")))?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(program)
+        .ok_or_else(|| live_err(format!("the BPF object has no program `{program}`")))?
+        .try_into()
+        .map_err(|e| live_err(format!("`{program}` is not an XDP program: {e}")))?;
+    prog.load()
+        .map_err(|e| live_err(format!("loading `{program}` (needs root/CAP_BPF): {e}")))?;
+    Ok((ebpf, ifindex))
+}
+
 /// The kernel's limit on `batch_size` of a live-frames run (`TEST_XDP_MAX_BATCH`).
 const LIVE_KERNEL_BATCH_MAX: u32 = 256;
 
@@ -233,26 +256,11 @@ impl LiveSender {
     /// Loads `object` (an ELF with the XDP program [`LIVE_PROGRAM`] that returns `XDP_TX`)
     /// and checks it with one non-live run (which sends nothing).
     pub fn open(iface: &str, object: &[u8]) -> Result<LiveSender, Error> {
-        let ifindex = if_index(iface).map_err(|source| Error::Interface {
-            iface: iface.to_string(),
-            source,
-        })?;
+        let (ebpf, ifindex) = load_live_program(iface, object, LIVE_PROGRAM)?;
         let live_err = |what: String| Error::Live {
             iface: iface.to_string(),
             what,
         };
-        let mut ebpf =
-            Ebpf::load(object).map_err(|e| live_err(format!("loading the BPF object: {e}")))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(LIVE_PROGRAM)
-            .ok_or_else(|| live_err(format!("the BPF object has no program `{LIVE_PROGRAM}`")))?
-            .try_into()
-            .map_err(|e| live_err(format!("`{LIVE_PROGRAM}` is not an XDP program: {e}")))?;
-        prog.load().map_err(|e| {
-            live_err(format!(
-                "loading `{LIVE_PROGRAM}` (needs root/CAP_BPF): {e}"
-            ))
-        })?;
         let mut s = LiveSender {
             iface: iface.to_string(),
             ebpf,
@@ -449,26 +457,11 @@ impl RingSender {
         frames_max: usize,
     ) -> Result<RingSender, Error> {
         use aya::maps::Array;
-        let ifindex = if_index(iface).map_err(|source| Error::Interface {
-            iface: iface.to_string(),
-            source,
-        })?;
+        let (mut ebpf, ifindex) = load_live_program(iface, object, RING_PROGRAM)?;
         let live_err = |what: String| Error::Live {
             iface: iface.to_string(),
             what,
         };
-        let mut ebpf =
-            Ebpf::load(object).map_err(|e| live_err(format!("loading the BPF object: {e}")))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(RING_PROGRAM)
-            .ok_or_else(|| live_err(format!("the BPF object has no program `{RING_PROGRAM}`")))?
-            .try_into()
-            .map_err(|e| live_err(format!("`{RING_PROGRAM}` is not an XDP program: {e}")))?;
-        prog.load().map_err(|e| {
-            live_err(format!(
-                "loading `{RING_PROGRAM}` (needs root/CAP_BPF): {e}"
-            ))
-        })?;
 
         // Read the templates, then work out each RTP stream's advance over one pass.
         let frames_max = frames_max.clamp(1, RING_FRAMES_MAX);
