@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use xdprec_capture::stats::{Field, Snapshot, StatsReader};
 use xdprec_classify::{Class, Classifier, ProbeConfig};
@@ -17,26 +17,11 @@ use xdprec_pcapio::{LinkType, PcapReader};
 use xdprec_segment::{list_segments, SegmentReader, RECORD_FLAG_REASSEMBLED};
 use xdprec_testkit::{require_privileges, require_tool, run, sh, Netns, Veth};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xdprec");
+mod common;
+
+use common::{now_ns, tmpdir, Mount, BIN};
+
 const MTU: usize = 3000;
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "xdprec-e2e-{tag}-{}-{}",
-        std::process::id(),
-        now_ns() % 1_000_000
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// A namespace with a veth pair inside, both ends up, IPv6 off (no stray ND/MLD frames).
 struct Link {
@@ -130,6 +115,7 @@ impl Capture {
                 if r.read()
                     .map(|s| s.seq >= 2 && s.pid == pid)
                     .unwrap_or(false)
+                    && common::capture_running(&self.log_text())
                 {
                     return;
                 }
@@ -470,14 +456,6 @@ fn kill_9_then_restart_recovers_and_continues() {
 }
 
 /// A tmpfs mount removed on drop.
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = run(&["umount", "-l", self.0.to_str().unwrap()]);
-    }
-}
-
 #[test]
 fn full_store_is_counted_not_fatal() {
     if !require_privileges("full_store_is_counted_not_fatal")
@@ -501,7 +479,7 @@ fn full_store_is_counted_not_fatal() {
         "tmpfs",
         store.to_str().unwrap(),
     ]);
-    let mount = Tmpfs(store.clone());
+    let mount = Mount(store.clone());
     let mut cap = Capture::start(&link, &store, &["--segment-mb", "1"]);
     let iface = link.veth.a.clone();
     // About 0.9 MB a pass: 12 passes overflow the 6 MB store.

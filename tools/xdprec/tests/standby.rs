@@ -13,29 +13,18 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use xdprec_capture::stats::{Field, Snapshot, StatsReader};
 use xdprec_classify::{Class, Counter};
 use xdprec_segment::{list_segments, SegmentReader};
 use xdprec_testkit::{require_privileges, run, sh, Netns, Veth};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xdprec");
+mod common;
+
+use common::{now_ns, Mount, BIN};
+
 const PPS: u64 = 100_000;
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-struct Mount(PathBuf);
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = run(&["umount", "-l", self.0.to_str().unwrap()]);
-    }
-}
 
 struct Proc {
     child: Child,

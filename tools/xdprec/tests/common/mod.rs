@@ -40,6 +40,31 @@ pub fn tmpdir(tag: &str) -> PathBuf {
     d
 }
 
+/// Wall clock in ns since 1970.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A file system mounted on the path by the test, lazily unmounted when dropped (drop it
+/// before removing the directory: a mount point cannot be removed).
+pub struct Mount(pub PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = run(&["umount", "-l", self.0.to_str().unwrap()]);
+    }
+}
+
+/// Whether a capture's log says the probe is attached and every capture thread runs: only
+/// then are steered frames recorded. Its stats files exist earlier, one queue at a time,
+/// while later queues still prepare their segments.
+pub fn capture_running(log: &str) -> bool {
+    log.contains("capture thread(s) running")
+}
+
 /// A directory removed when dropped (also when the test fails).
 pub struct Tmp(pub PathBuf);
 
@@ -352,6 +377,7 @@ impl Recorder {
                 if s.read()
                     .map(|s| s.seq >= 2 && s.pid == pid)
                     .unwrap_or(false)
+                    && capture_running(&r.log_text())
                 {
                     return r;
                 }
