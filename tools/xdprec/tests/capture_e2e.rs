@@ -512,8 +512,17 @@ fn full_store_is_counted_not_fatal() {
     let g = |f| last.get(f);
     assert_eq!(
         g(Field::RxPackets) + g(Field::Reassembled) - g(Field::ReasmNotCaptured),
-        g(Field::Written) + g(Field::DiskFull) + g(Field::WriteErrors) + g(Field::ClassOther),
-        "every frame (and reassembled datagram) is written or counted"
+        g(Field::Written)
+            + g(Field::DiskFull)
+            + g(Field::WriteErrors)
+            + g(Field::ClassOther)
+            + g(Field::DupDropped),
+        "every frame (and reassembled datagram) is written or counted: {:?}",
+        Field::ALL
+            .iter()
+            .map(|f| (f.label(), last.get(*f)))
+            .filter(|(_, v)| *v != 0)
+            .collect::<Vec<_>>()
     );
     // Unmounted first: a mount point cannot be removed.
     drop(mount);
@@ -681,7 +690,9 @@ fn every_queue_of_a_device_is_captured() {
     let link = Link { ns, veth };
     let dir = tmpdir("queues");
     let store = dir.join("store");
-    let cap = Capture::start(&link, &store, &[]);
+    // The same file is sent twice, once per CPU: copies less than the dedup window apart would
+    // be stored once (dup_dropped), and the second send often starts within 50 ms.
+    let cap = Capture::start(&link, &store, &["--dedup-window-ms", "0"]);
     let q1 = store
         .join("stats")
         .join(format!("e2e-{}-q1.stats", link.veth.a));
@@ -727,7 +738,29 @@ fn every_queue_of_a_device_is_captured() {
     let (ok, log) = cap.stop();
     assert!(ok, "capture failed:\n{log}");
     let (got, _) = stored(&store);
-    assert!(sorted(got) == sorted(want), "stored frames differ");
+    let counts = (0..2)
+        .map(|q| {
+            let p = store
+                .join("stats")
+                .join(format!("e2e-{}-q{q}.stats", link.veth.a));
+            StatsReader::open(&p)
+                .and_then(|r| r.read())
+                .map(|s| {
+                    Field::ALL
+                        .iter()
+                        .map(|f| (f.label(), s.get(*f)))
+                        .filter(|(_, v)| *v != 0)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        sorted(got.clone()) == sorted(want.clone()),
+        "stored frames differ: {} stored, {} sent; per queue {counts:?}",
+        got.len(),
+        want.len()
+    );
     let queues: std::collections::BTreeSet<u32> = list_segments(&store)
         .unwrap()
         .iter()
