@@ -5,7 +5,8 @@
 #
 # Usage: sudo scripts/bench-capture.sh [--steps "250000 500000 ..."] [--secs 10] [--runs 1]
 #          [--capture-args "--spare-segments 3 ..."] [--no-rt] [--only xdprec|tcpdump]
-#          [--napi sender|capture] [--out-dir DIR (store and tcpdump's file; default /tmp)]
+#          [--napi sender|capture|own] [--queues K] [--out-dir DIR (store and tcpdump's file;
+#          default /tmp)]
 #
 # Setup: a network namespace with a veth pair A (sender) -- B (capture), made here and removed
 # by a trap. The sender is `xdprec replay --sender live-ring` (BPF_PROG_RUN live frames of
@@ -15,7 +16,12 @@
 # "one capture core" here means the user-space recorder's core (--napi sender, the default).
 # With --napi capture, B's NAPI runs in a kernel thread (threaded NAPI) pinned to the
 # recorder's core, as a NIC queue whose interrupt is on the capture core: each recorder then
-# pays its whole receive path on its one core. Both the sender and the
+# pays its whole receive path on its one core. With --napi own, each NAPI thread gets a core of
+# its own (a NIC whose queue interrupts have their own cores; needs 3 cores a queue).
+# --queues K (multi-queue scaling, many-core machines): B gets K receive queues, K senders run
+# on cores 0..K-1 (veth picks the peer's queue by the sending core, so sender i feeds queue
+# i), each at 1/K of the step's rate; xdprec captures all K queues on cores K..2K-1 (its
+# housekeeping threads on the same cores), NAPI threads (own) on 2K..3K-1. Both the sender and the
 # recorder run at nice -10 (unless --no-rt) so that other work on this shared machine
 # preempts them less; tcpdump gets the same. xdprec pins its capture thread (--cores 1) and,
 # by default, its housekeeping threads (sealer, spare maker) to the same core
@@ -30,7 +36,8 @@
 # on in each pass, but the dedup fingerprint must not see old passes).
 #
 # Per step and system: frames sent (the sender's count), frames recorded (xdprec: `written` of
-# the capture's own summary; tcpdump: packets in its file, by capinfos), and drops by cause:
+# the capture's own summary; tcpdump: packets in its file, by capinfos, or tcpdump's own
+# "packets captured" where capinfos is missing), and drops by cause:
 # the sender veth's tx_dropped (its peer's 256-frame XDP ring), the probe's no_socket /
 # redirect_failed / dropped, the AF_XDP socket's ring-full and fill-ring-empty counts, the
 # writer's disk-full / write errors; for tcpdump its "dropped by kernel", B's rx_dropped and
@@ -45,6 +52,7 @@ SECS=10
 RUNS=1
 CAPTURE_ARGS=""
 NAPI=sender
+QUEUES=1
 RT=1
 ONLY=""
 OUTDIR=/tmp
@@ -57,14 +65,17 @@ while [ $# -gt 0 ]; do
     --no-rt) RT=0; shift ;;
     --only) ONLY="$2"; shift 2 ;;
     --napi) NAPI="$2"; shift 2 ;;
+    --queues) QUEUES="$2"; shift 2 ;;
     --out-dir) OUTDIR="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
-case "$NAPI" in sender | capture) ;; *) echo "--napi: sender or capture" >&2; exit 2 ;; esac
-for t in ip ethtool tcpdump capinfos taskset chrt python3; do
+case "$NAPI" in sender | capture | own) ;; *) echo "--napi: sender, capture or own" >&2; exit 2 ;; esac
+case "$QUEUES" in '' | *[!0-9]* | 0) echo "--queues: a number >= 1" >&2; exit 2 ;; esac
+# capinfos (wireshark) is optional: without it tcpdump's own "packets captured" is used.
+for t in ip ethtool tcpdump taskset python3; do
     command -v "$t" >/dev/null || { echo "needs $t (scripts/setup.sh)" >&2; exit 1; }
 done
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -72,8 +83,21 @@ if [ -z "${XDPREC_BIN:-}" ]; then
     cargo build --release -q -p xdprec
 fi
 BIN=${XDPREC_BIN:-$TARGET/release/xdprec}
-SEND_CPU=0
-RECV_CPU=$(( $(nproc) > 1 ? 1 : 0 ))
+# Cores: senders 0..K-1, recorders K..2K-1, NAPI threads (--napi own) 2K..3K-1.
+NCPU=$(nproc)
+NEED=$((QUEUES * $([ "$NAPI" = own ] && echo 3 || echo 2)))
+if [ "$NCPU" -lt "$NEED" ] && { [ "$QUEUES" -gt 1 ] || [ "$NAPI" = own ]; }; then
+    echo "--queues $QUEUES --napi $NAPI needs $NEED cores; this machine has $NCPU" >&2
+    exit 2
+fi
+SEND_CPUS=() RECV_CPUS=() NAPI_CPUS=()
+for ((q = 0; q < QUEUES; q++)); do
+    SEND_CPUS+=("$q")
+    RECV_CPUS+=($(( NCPU > 1 ? QUEUES + q : 0 )))
+    NAPI_CPUS+=($((2 * QUEUES + q)))
+done
+RECV_LIST=$(IFS=,; echo "${RECV_CPUS[*]}")
+SEND_LIST=$(IFS=,; echo "${SEND_CPUS[*]}")
 # nice, not SCHED_FIFO: the capture's sealer thread (which preallocates and maps the next
 # segment) would run to completion ahead of the capture thread at the same FIFO priority.
 if [ "$RT" = 1 ]; then PRIO=(nice -n -10); else PRIO=(); fi
@@ -84,10 +108,10 @@ B=cbB$$
 WORK=$(mktemp -d "$OUTDIR/xdprec-capbench.XXXXXX")
 CAP_PID=""
 # xdprec's defaults for this machine (see the header); --capture-args comes after and wins.
-CAPTURE_ARGS="--housekeeping-cores $RECV_CPU --spare-segments 3 --ring-size 131072 --frame-size 2048 $CAPTURE_ARGS"
+CAPTURE_ARGS="--housekeeping-cores $RECV_LIST --spare-segments 3 --ring-size 131072 --frame-size 2048 $CAPTURE_ARGS"
 HUGE0=$(cat /proc/sys/vm/nr_hugepages)
-# 256 MiB UMEM = 128 pages of 2 MiB; a few more for the sender's maps.
-echo $((HUGE0 + 160)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+# 256 MiB UMEM a queue = 128 pages of 2 MiB; a few more for the senders' maps.
+echo $((HUGE0 + 128 * QUEUES + 32)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
 cleanup() {
     echo "$HUGE0" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
     [ -n "$CAP_PID" ] && kill -9 "$CAP_PID" 2>/dev/null || true
@@ -96,9 +120,11 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT # so that cleanup runs when the script is stopped (timeout)
 
 ip netns add "$NS"
-ip -n "$NS" link add "$A" type veth peer name "$B"
+ip -n "$NS" link add "$A" numtxqueues "$QUEUES" numrxqueues "$QUEUES" type veth \
+    peer name "$B" numtxqueues "$QUEUES" numrxqueues "$QUEUES"
 nsx() { ip netns exec "$NS" "$@"; }
 for d in "$A" "$B"; do
     nsx sysctl -qw "net.ipv6.conf.$d.disable_ipv6=1"
@@ -110,24 +136,30 @@ nsx ethtool -K "$B" gro on >/dev/null
 
 ctr() { nsx cat "/sys/class/net/$1/statistics/$2"; }
 
-# --napi capture: B's NAPI in a kernel thread on the recorder's core. Call once B has NAPI
-# (an XDP program or GRO on it).
-napi_to_recorder() {
-    [ "$NAPI" = capture ] || return 0
+# --napi capture|own: B's NAPI in kernel threads (one a queue), the i-th pinned to recorder core
+# i (capture) or NAPI core i (own). Call once B has NAPI (an XDP program or GRO on it).
+napi_pin() {
+    [ "$NAPI" = sender ] && return 0
+    local cpus=("${RECV_CPUS[@]}")
+    [ "$NAPI" = own ] && cpus=("${NAPI_CPUS[@]}")
     nsx sh -c "echo 1 > /sys/class/net/$B/threaded"
-    local p n=0
+    local p pids napi_comm="napi/$B-"
     for _ in $(seq 50); do
-        for p in $(pgrep "^napi/$B-"); do
-            taskset -pc "$RECV_CPU" "$p" >/dev/null && n=$((n + 1))
-        done
-        [ "$n" -gt 0 ] && return 0
+        # comm is cut at 15 characters; kernel threads of this veth appear in queue order.
+        mapfile -t pids < <(pgrep "^${napi_comm:0:15}" || true)
+        if [ "${#pids[@]}" -ge "$QUEUES" ]; then
+            for p in $(seq 0 $((QUEUES - 1))); do
+                taskset -pc "${cpus[$p]}" "${pids[$p]}" >/dev/null
+            done
+            return 0
+        fi
         sleep 0.1
     done
-    echo "threaded NAPI: no napi/$B thread found" >&2
+    echo "threaded NAPI: found ${#pids[@]} napi/$B threads, expected $QUEUES" >&2
     return 1
 }
 napi_off() {
-    [ "$NAPI" = capture ] || return 0
+    [ "$NAPI" = sender ] && return 0
     nsx sh -c "echo 0 > /sys/class/net/$B/threaded" 2>/dev/null || true
 }
 softnet_drops() {
@@ -136,20 +168,31 @@ softnet_drops() {
     echo "$s"
 }
 
-# send RATE SEED: prints "sent secs tx_dropped"
+# send RATE SEED: one sender a queue, each at RATE/K with its own seed (distinct calls);
+# prints "sent secs tx_dropped" (sum of packets, longest sender's seconds, A's tx_dropped).
 send() {
-    local rate=$1 seed=$2 out
-    out=$(nsx taskset -c "$SEND_CPU" "${PRIO[@]}" timeout $((SECS + 60)) "$BIN" replay \
-        --iface "$A" --synth 15000 --cps 1000000 --call-secs 60 --sender live-ring \
-        --pps "$rate" --duration "$SECS" --seed "$seed" 2>&1) || {
-        echo "replay failed: $out" >&2
-        return 1
-    }
-    local n s d
-    n=$(echo "$out" | sed -n 's/.*sender live-ring: \([0-9]*\) packets.*/\1/p' | tail -1)
-    s=$(echo "$out" | sed -n 's/.* bytes in \([0-9.]*\) s = .*/\1/p' | tail -1)
-    d=$(echo "$out" | sed -n 's/.*tx_dropped +\([0-9]*\).*/\1/p' | tail -1)
-    echo "${n:-0} ${s:-0} ${d:-0}"
+    local rate=$1 seed=$2 q pids=() txd0 n=0 s=0 fail=0
+    txd0=$(ctr "$A" tx_dropped)
+    for q in "${!SEND_CPUS[@]}"; do
+        nsx taskset -c "${SEND_CPUS[$q]}" "${PRIO[@]}" timeout $((SECS + 60)) "$BIN" replay \
+            --iface "$A" --synth $((15000 / QUEUES)) --cps 1000000 --call-secs 60 \
+            --sender live-ring --pps $((rate / QUEUES)) --duration "$SECS" \
+            --seed $((seed * 100 + q)) >"$WORK/send$q.log" 2>&1 &
+        pids+=($!)
+    done
+    for q in "${!pids[@]}"; do
+        wait "${pids[$q]}" || { echo "replay $q failed: $(cat "$WORK/send$q.log")" >&2; fail=1; }
+    done
+    [ "$fail" = 0 ] || return 1
+    local f sq ss
+    for q in "${!SEND_CPUS[@]}"; do
+        f="$WORK/send$q.log"
+        sq=$(sed -n 's/.*sender live-ring: \([0-9]*\) packets.*/\1/p' "$f" | tail -1)
+        ss=$(sed -n 's/.* bytes in \([0-9.]*\) s = .*/\1/p' "$f" | tail -1)
+        n=$((n + ${sq:-0}))
+        s=$(python3 -c "print(max($s, ${ss:-0}))")
+    done
+    echo "$n $s $(( $(ctr "$A" tx_dropped) - txd0 ))"
 }
 
 # run_xdprec RATE SEED: prints "sent secs written drops(ring_full fill_empty no_socket
@@ -161,7 +204,7 @@ run_xdprec() {
     # Not through nsx: $! must be the recorder itself (ip netns exec and nice exec). Only the
     # capture thread is pinned (--cores); the control and sealer threads float.
     ip netns exec "$NS" "${PRIO[@]}" "$BIN" capture --iface "$B" --store "$store" \
-        --recorder bench --cores "$RECV_CPU" --xdp-mode native --dedup-window-ms 0 \
+        --recorder bench --cores "$RECV_LIST" --xdp-mode native --dedup-window-ms 0 \
         $CAPTURE_ARGS >"$WORK/capture.log" 2>&1 &
     CAP_PID=$!
     for _ in $(seq 100); do
@@ -169,7 +212,7 @@ run_xdprec() {
         kill -0 "$CAP_PID" 2>/dev/null || { cat "$WORK/capture.log" >&2; return 1; }
         sleep 0.1
     done
-    napi_to_recorder
+    napi_pin
     sleep 0.5
     local sent secs txd
     read -r sent secs txd < <(send "$rate" "$seed")
@@ -206,14 +249,14 @@ EOF
 run_tcpdump() {
     local rate=$1 seed=$2 out="$WORK/td.pcap"
     rm -f "$out"
-    ip netns exec "$NS" taskset -c "$RECV_CPU" "${PRIO[@]}" tcpdump -i "$B" -n -s 0 -B 131072 -w "$out" \
+    ip netns exec "$NS" taskset -c "$RECV_LIST" "${PRIO[@]}" tcpdump -i "$B" -n -s 0 -B 131072 -w "$out" \
         2>"$WORK/td.log" &
     CAP_PID=$!
     for _ in $(seq 100); do
         [ -s "$out" ] && break
         sleep 0.1
     done
-    napi_to_recorder
+    napi_pin
     sleep 0.5
     local rxd0 sn0 sent secs txd
     rxd0=$(ctr "$B" rx_dropped)
@@ -225,7 +268,11 @@ run_tcpdump() {
     wait "$CAP_PID" || true
     CAP_PID=""
     local rec kd
-    rec=$(capinfos -c -M "$out" 2>/dev/null | sed -n 's/^Number of packets: *\([0-9]*\).*/\1/p')
+    if command -v capinfos >/dev/null; then
+        rec=$(capinfos -c -M "$out" 2>/dev/null | sed -n 's/^Number of packets: *\([0-9]*\).*/\1/p')
+    else
+        rec=$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$WORK/td.log")
+    fi
     kd=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$WORK/td.log")
     echo "$sent $secs ${rec:-0} ${kd:-0} $(( $(ctr "$B" rx_dropped) - rxd0 )) $(( $(softnet_drops) - sn0 )) $txd"
     rm -f "$out"
@@ -253,10 +300,10 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "## Capture: xdprec vs tcpdump -w, 214-byte RTP frames on veth"
 echo
 echo "machine: $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r);" \
-    "date $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "date $(date -u +%Y-%m-%dT%H:%MZ); commit ${XDPREC_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
     "(+ $(git status --porcelain 2>/dev/null | wc -l) uncommitted files); load average before $LOAD0, after $LOAD1"
-echo "steps of $SECS s, $RUNS run(s) each; sender core $SEND_CPU, recorder core $RECV_CPU;" \
-    "nice -10: $([ "$RT" = 1 ] && echo yes || echo no); receive-side NAPI on the $NAPI's core; capture args: --dedup-window-ms 0 $CAPTURE_ARGS; store and pcap under $OUTDIR ($(df --output=fstype "$OUTDIR" | tail -1))"
+echo "steps of $SECS s, $RUNS run(s) each; $QUEUES queue(s); sender core(s) $SEND_LIST, recorder core(s) $RECV_LIST$([ "$NAPI" = own ] && echo ", NAPI core(s) $(IFS=,; echo "${NAPI_CPUS[*]}")");" \
+    "nice -10: $([ "$RT" = 1 ] && echo yes || echo no); receive-side NAPI on $(case $NAPI in own) echo "cores of its own" ;; *) echo "the $NAPI's core" ;; esac); capture args: --dedup-window-ms 0 $CAPTURE_ARGS; store and pcap under $OUTDIR ($(df --output=fstype "$OUTDIR" | tail -1))"
 echo
 echo "Per step: medians over runs; loss = sent - recorded (worst run in brackets)."
 echo
