@@ -18,6 +18,9 @@
 # recorder's core, as a NIC queue whose interrupt is on the capture core: each recorder then
 # pays its whole receive path on its one core. With --napi own, each NAPI thread gets a core of
 # its own (a NIC whose queue interrupts have their own cores; needs 3 cores a queue).
+# --napi-spin (with own): an idle-class (SCHED_IDLE) busy loop on each NAPI core, so that the
+# virtual core does not halt between bursts; waking a halted vCPU takes long enough for veth's
+# 256-frame ring to overflow (a NIC's ring holds thousands). It yields to NAPI at once.
 # --queues K (multi-queue scaling, many-core machines): B gets K receive queues, K senders run
 # on cores 0..K-1 (veth picks the peer's queue by the sending core, so sender i feeds queue
 # i), each at 1/K of the step's rate; xdprec captures all K queues on cores K..2K-1 (its
@@ -53,6 +56,7 @@ RUNS=1
 CAPTURE_ARGS=""
 NAPI=sender
 QUEUES=1
+SPIN=0
 RT=1
 ONLY=""
 OUTDIR=/tmp
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY="$2"; shift 2 ;;
     --napi) NAPI="$2"; shift 2 ;;
     --queues) QUEUES="$2"; shift 2 ;;
+    --napi-spin) SPIN=1; shift ;;
     --out-dir) OUTDIR="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -107,12 +112,14 @@ A=cbA$$
 B=cbB$$
 WORK=$(mktemp -d "$OUTDIR/xdprec-capbench.XXXXXX")
 CAP_PID=""
+SPIN_PIDS=()
 # xdprec's defaults for this machine (see the header); --capture-args comes after and wins.
 CAPTURE_ARGS="--housekeeping-cores $RECV_LIST --spare-segments 3 --ring-size 131072 --frame-size 2048 $CAPTURE_ARGS"
 HUGE0=$(cat /proc/sys/vm/nr_hugepages)
 # 256 MiB UMEM a queue = 128 pages of 2 MiB; a few more for the senders' maps.
 echo $((HUGE0 + 128 * QUEUES + 32)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
 cleanup() {
+    [ "${#SPIN_PIDS[@]}" -gt 0 ] && kill "${SPIN_PIDS[@]}" 2>/dev/null || true
     echo "$HUGE0" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
     [ -n "$CAP_PID" ] && kill -9 "$CAP_PID" 2>/dev/null || true
     ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
@@ -135,6 +142,14 @@ ip -n "$NS" link set lo up
 nsx ethtool -K "$B" gro on >/dev/null
 
 ctr() { nsx cat "/sys/class/net/$1/statistics/$2"; }
+
+if [ "$SPIN" = 1 ]; then
+    [ "$NAPI" = own ] || { echo "--napi-spin needs --napi own" >&2; exit 2; }
+    for c in "${NAPI_CPUS[@]}"; do
+        taskset -c "$c" chrt --idle 0 sh -c 'while :; do :; done' &
+        SPIN_PIDS+=($!)
+    done
+fi
 
 # --napi capture|own: B's NAPI in kernel threads (one a queue), the i-th pinned to recorder core
 # i (capture) or NAPI core i (own). Call once B has NAPI (an XDP program or GRO on it).
@@ -249,7 +264,7 @@ EOF
 run_tcpdump() {
     local rate=$1 seed=$2 out="$WORK/td.pcap"
     rm -f "$out"
-    ip netns exec "$NS" taskset -c "$RECV_LIST" "${PRIO[@]}" tcpdump -i "$B" -n -s 0 -B 131072 -w "$out" \
+    ip netns exec "$NS" taskset -c "$RECV_LIST" "${PRIO[@]}" tcpdump -i "$B" -n -s 0 -B 131072 -Z root -w "$out" \
         2>"$WORK/td.log" &
     CAP_PID=$!
     for _ in $(seq 100); do
@@ -264,6 +279,7 @@ run_tcpdump() {
     read -r sent secs txd < <(send "$rate" "$seed")
     sleep 1
     napi_off
+    kill -0 "$CAP_PID" 2>/dev/null || echo "tcpdump exited early: $(cat "$WORK/td.log")" >&2
     kill -INT "$CAP_PID"
     wait "$CAP_PID" || true
     CAP_PID=""
@@ -303,7 +319,7 @@ echo "machine: $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -
     "date $(date -u +%Y-%m-%dT%H:%MZ); commit ${XDPREC_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
     "(+ $(git status --porcelain 2>/dev/null | wc -l) uncommitted files); load average before $LOAD0, after $LOAD1"
 echo "steps of $SECS s, $RUNS run(s) each; $QUEUES queue(s); sender core(s) $SEND_LIST, recorder core(s) $RECV_LIST$([ "$NAPI" = own ] && echo ", NAPI core(s) $(IFS=,; echo "${NAPI_CPUS[*]}")");" \
-    "nice -10: $([ "$RT" = 1 ] && echo yes || echo no); receive-side NAPI on $(case $NAPI in own) echo "cores of its own" ;; *) echo "the $NAPI's core" ;; esac); capture args: --dedup-window-ms 0 $CAPTURE_ARGS; store and pcap under $OUTDIR ($(df --output=fstype "$OUTDIR" | tail -1))"
+    "nice -10: $([ "$RT" = 1 ] && echo yes || echo no); receive-side NAPI on $(case $NAPI in own) echo "cores of its own$([ "$SPIN" = 1 ] && echo ", kept awake by an idle-class spinner")" ;; *) echo "the $NAPI's core" ;; esac); capture args: --dedup-window-ms 0 $CAPTURE_ARGS; store and pcap under $OUTDIR ($(df --output=fstype "$OUTDIR" | tail -1))"
 echo
 echo "Per step: medians over runs; loss = sent - recorded (worst run in brackets)."
 echo
