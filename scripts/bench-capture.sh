@@ -5,8 +5,8 @@
 #
 # Usage: sudo scripts/bench-capture.sh [--steps "250000 500000 ..."] [--secs 10] [--runs 1]
 #          [--capture-args "--spare-segments 3 ..."] [--no-rt] [--only xdprec|tcpdump]
-#          [--napi sender|capture|own] [--queues K] [--out-dir DIR (store and tcpdump's file;
-#          default /tmp)]
+#          [--napi sender|capture|own] [--napi-spin] [--queues K] [--tcpdump-buffers "0 131072"]
+#          [--out-dir DIR (store and tcpdump's file; default /tmp)]
 #
 # Setup: a network namespace with a veth pair A (sender) -- B (capture), made here and removed
 # by a trap. The sender is `xdprec replay --sender live-ring` (BPF_PROG_RUN live frames of
@@ -34,7 +34,9 @@
 # 1.5 Mpps), and a ring of 131072 2 KiB frames (--ring-size 131072 --frame-size 2048: 256 MiB
 # of UMEM, 88 ms at 1.5 Mpps; the default 32768 x 4 KiB holds 22 ms, and stalls of 25-40 ms
 # happen on this VM, see benches/results/capture.md) on huge pages: the script reserves them
-# (vm.nr_hugepages) and gives the old value back at the end. tcpdump gets -B 131072 (128 MiB). The capture runs with --dedup-window-ms 0: the
+# (vm.nr_hugepages) and gives the old value back at the end. tcpdump runs once per buffer in
+# --tcpdump-buffers (KiB, default "0 131072": 0 is tcpdump's own default of 2 MiB, as operators
+# run `tcpdump -w`; 131072 is 128 MiB, as much as xdprec's ring). The capture runs with --dedup-window-ms 0: the
 # sender cycles through its templates (one pass is 44 ms at 1.5 Mpps; RTP sequence numbers move
 # on in each pass, but the dedup fingerprint must not see old passes).
 #
@@ -57,6 +59,7 @@ CAPTURE_ARGS=""
 NAPI=sender
 QUEUES=1
 SPIN=0
+TD_BUFS="0 131072"
 RT=1
 ONLY=""
 OUTDIR=/tmp
@@ -71,6 +74,7 @@ while [ $# -gt 0 ]; do
     --napi) NAPI="$2"; shift 2 ;;
     --queues) QUEUES="$2"; shift 2 ;;
     --napi-spin) SPIN=1; shift ;;
+    --tcpdump-buffers) TD_BUFS="$2"; shift 2 ;;
     --out-dir) OUTDIR="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -260,11 +264,13 @@ EOF
     rm -rf "$store"
 }
 
-# run_tcpdump RATE SEED: prints "sent secs recorded kernel_dropped rx_dropped softnet tx_dropped"
+# run_tcpdump RATE SEED BUF: prints "sent secs recorded kernel_dropped rx_dropped softnet
+# tx_dropped". BUF: tcpdump's buffer (-B, KiB); 0: its default (2 MiB), as operators run it.
 run_tcpdump() {
-    local rate=$1 seed=$2 out="$WORK/td.pcap"
+    local rate=$1 seed=$2 buf=$3 out="$WORK/td.pcap" bopt=()
+    [ "$buf" = 0 ] || bopt=(-B "$buf")
     rm -f "$out"
-    ip netns exec "$NS" taskset -c "$RECV_LIST" "${PRIO[@]}" tcpdump -i "$B" -n -s 0 -B 131072 -Z root -w "$out" \
+    ip netns exec "$NS" taskset -c "$RECV_LIST" "${PRIO[@]}" tcpdump -i "$B" -n -s 0 "${bopt[@]}" -Z root -w "$out" \
         2>"$WORK/td.log" &
     CAP_PID=$!
     for _ in $(seq 100); do
@@ -296,80 +302,97 @@ run_tcpdump() {
 
 median() { sort -n | awk '{a[NR]=$1} END {printf "%.0f\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-declare -A X T
+# R[system,rate,run]: one run's fields (run_xdprec's or run_tcpdump's line).
+declare -A R
+SYSTEMS=()
+[ "$ONLY" = tcpdump ] || SYSTEMS+=(xdprec)
+if [ "$ONLY" != xdprec ]; then
+    for b in $TD_BUFS; do SYSTEMS+=("tcpdump:$b"); done
+fi
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-RSS_LINE=""
 for run in $(seq "$RUNS"); do
     for rate in $STEPS; do
-        if [ "$ONLY" != tcpdump ]; then
-            X[$rate,$run]=$(run_xdprec "$rate" "$run")
-            echo "xdprec  $rate run $run: ${X[$rate,$run]}" >&2
-        fi
-        if [ "$ONLY" != xdprec ]; then
-            T[$rate,$run]=$(run_tcpdump "$rate" "$run")
-            echo "tcpdump $rate run $run: ${T[$rate,$run]}" >&2
-        fi
+        for sys in "${SYSTEMS[@]}"; do
+            case $sys in
+            xdprec) R[$sys,$rate,$run]=$(run_xdprec "$rate" "$run") ;;
+            tcpdump:*) R[$sys,$rate,$run]=$(run_tcpdump "$rate" "$run" "${sys#tcpdump:}") ;;
+            esac
+            echo "$sys $rate run $run: ${R[$sys,$rate,$run]}" >&2
+        done
     done
 done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# table SYSTEM HEADS EXPR...: a row per step (asked, median sent pps, recorded, loss and the
+# worst run's loss, then the median of each awk EXPR over the run's fields). Sets BEST: the
+# median sent rate of the highest step below the first step with loss in any run.
+table() {
+    local sys=$1 heads=$2 rate rows pps rec loss worst e line lost=0
+    shift 2
+    echo "| asked pps | sent pps | recorded | loss (worst) | $heads |"
+    echo "|---|---|---|---|$(printf -- '---|%.0s' "$@")"
+    BEST=0
+    for rate in $STEPS; do
+        rows=$(for r in $(seq "$RUNS"); do echo "${R[$sys,$rate,$r]}"; done)
+        pps=$(echo "$rows" | awk '{printf "%.0f\n", $1 / $2}' | median)
+        rec=$(echo "$rows" | awk '{print $3}' | median)
+        loss=$(echo "$rows" | awk '{print $1 - $3}' | median)
+        worst=$(echo "$rows" | awk '{print $1 - $3}' | sort -n | tail -1)
+        line="| $rate | $pps | $rec | $loss ($worst) "
+        for e in "$@"; do line+="| $(echo "$rows" | awk "{print $e}" | median) "; done
+        echo "$line|"
+        if [ "$worst" -gt 0 ]; then
+            lost=1
+        elif [ "$lost" = 0 ] && [ "$pps" -gt "$BEST" ]; then
+            BEST=$pps
+        fi
+    done
+    echo
+}
+td_name() { [ "$1" = 0 ] && echo "tcpdump -w (default buffer)" || echo "tcpdump -w -B $1"; }
 
 echo "## Capture: xdprec vs tcpdump -w, 214-byte RTP frames on veth"
 echo
 echo "machine: $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r);" \
     "date $(date -u +%Y-%m-%dT%H:%MZ); commit ${XDPREC_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
     "(+ $(git status --porcelain 2>/dev/null | wc -l) uncommitted files); load average before $LOAD0, after $LOAD1"
-echo "steps of $SECS s, $RUNS run(s) each; $QUEUES queue(s); sender core(s) $SEND_LIST, recorder core(s) $RECV_LIST$([ "$NAPI" = own ] && echo ", NAPI core(s) $(IFS=,; echo "${NAPI_CPUS[*]}")");" \
+echo "steps of $SECS s, $RUNS run(s) each, systems in turn within a step; $QUEUES queue(s); sender core(s) $SEND_LIST, recorder core(s) $RECV_LIST$([ "$NAPI" = own ] && echo ", NAPI core(s) $(IFS=,; echo "${NAPI_CPUS[*]}")");" \
     "nice -10: $([ "$RT" = 1 ] && echo yes || echo no); receive-side NAPI on $(case $NAPI in own) echo "cores of its own$([ "$SPIN" = 1 ] && echo ", kept awake by an idle-class spinner")" ;; *) echo "the $NAPI's core" ;; esac); capture args: --dedup-window-ms 0 $CAPTURE_ARGS; store and pcap under $OUTDIR ($(df --output=fstype "$OUTDIR" | tail -1))"
 echo
 echo "Per step: medians over runs; loss = sent - recorded (worst run in brackets)."
 echo
-echo "| asked pps | xdprec sent pps | recorded | loss (worst) | ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | spare misses | tcpdump sent pps | recorded | loss (worst) | kernel dropped | rx_dropped | softnet | veth tx_dropped |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-# The highest step reached before the first step with loss (in any run); its median sent rate.
-best_x=0
-best_t=0
-lost_x=0
-lost_t=0
-for rate in $STEPS; do
-    line="| $rate "
-    if [ "$ONLY" != tcpdump ]; then
-        xr=$(for r in $(seq "$RUNS"); do echo "${X[$rate,$r]}"; done)
-        pps=$(echo "$xr" | awk '{printf "%.0f\n", $1 / $2}' | median)
-        rec=$(echo "$xr" | awk '{print $3}' | median)
-        loss=$(echo "$xr" | awk '{print $1 - $3}' | median)
-        worst=$(echo "$xr" | awk '{print $1 - $3}' | sort -n | tail -1)
-        col() { echo "$xr" | awk "{print $1}" | median; }
-        line+="| $pps | $rec | $loss ($worst) | $(col '$4') | $(col '$5') | $(col '$6+$7+$8') | $(col '$11') | $(col '$12') | $(col '$15') "
-        if [ "$worst" -gt 0 ]; then
-            lost_x=1
-        elif [ "$lost_x" = 0 ] && [ "$pps" -gt "$best_x" ]; then
-            best_x=$pps
-        fi
-        last_x="$xr"
-    else
-        line+="| - | - | - | - | - | - | - | - | - "
-    fi
-    if [ "$ONLY" != xdprec ]; then
-        tr_=$(for r in $(seq "$RUNS"); do echo "${T[$rate,$r]}"; done)
-        pps=$(echo "$tr_" | awk '{printf "%.0f\n", $1 / $2}' | median)
-        rec=$(echo "$tr_" | awk '{print $3}' | median)
-        loss=$(echo "$tr_" | awk '{print $1 - $3}' | median)
-        worst=$(echo "$tr_" | awk '{print $1 - $3}' | sort -n | tail -1)
-        colt() { echo "$tr_" | awk "{print $1}" | median; }
-        line+="| $pps | $rec | $loss ($worst) | $(colt '$4') | $(colt '$5') | $(colt '$6') | $(colt '$7') |"
-        if [ "$worst" -gt 0 ]; then
-            lost_t=1
-        elif [ "$lost_t" = 0 ] && [ "$pps" -gt "$best_t" ]; then
-            best_t=$pps
-        fi
-    else
-        line+="| - | - | - | - | - | - | - |"
-    fi
-    echo "$line"
+declare -A FIG
+for sys in "${SYSTEMS[@]}"; do
+    case $sys in
+    xdprec)
+        echo "### xdprec capture"
+        echo
+        table "$sys" "ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | spare misses" \
+            '$4' '$5' '$6+$7+$8' '$11' '$12' '$15'
+        ;;
+    tcpdump:*)
+        echo "### $(td_name "${sys#tcpdump:}")"
+        echo
+        table "$sys" "kernel dropped | rx_dropped | softnet | veth tx_dropped" '$4' '$5' '$6' '$7'
+        ;;
+    esac
+    FIG[$sys]=$BEST
 done
-echo
-ratio=$(python3 -c "print(f'{$best_x/$best_t:.2f}' if $best_t else 'n/a')")
-echo "Highest sent rate (median) below the first step with loss in any run: xdprec $best_x pps, tcpdump -w $best_t pps; ratio xdprec/tcpdump $ratio."
-if [ -n "${last_x:-}" ]; then
-    echo "$last_x" | tail -1 | awk '{printf "xdprec capture memory at the end of the last step: VmRSS %.0f MiB, VmHWM %.0f MiB.\n", $13 / 1024, $14 / 1024}'
+echo "Highest sent rate (median) below the first step with loss in any run:"
+for sys in "${SYSTEMS[@]}"; do
+    case $sys in
+    xdprec) echo "- xdprec: ${FIG[$sys]} pps" ;;
+    tcpdump:*)
+        ratio=n/a
+        if [ -n "${FIG[xdprec]:-}" ] && [ "${FIG[$sys]}" -gt 0 ]; then
+            ratio=$(python3 -c "print(f'{${FIG[xdprec]}/${FIG[$sys]}:.2f}')")
+        fi
+        echo "- $(td_name "${sys#tcpdump:}"): ${FIG[$sys]} pps; xdprec / this: $ratio"
+        ;;
+    esac
+done
+if [ "$ONLY" != tcpdump ]; then
+    last=""
+    for rate in $STEPS; do last=${R[xdprec,$rate,$RUNS]}; done
+    echo "$last" | awk '{printf "\nxdprec capture memory at the end of the last step: VmRSS %.0f MiB, VmHWM %.0f MiB.\n", $13 / 1024, $14 / 1024}'
 fi
