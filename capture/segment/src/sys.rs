@@ -33,6 +33,13 @@ pub(crate) fn map_mut(file: &File, len: u64, populate: bool) -> io::Result<MmapM
 /// calls the thread passes through user space, where it is preempted.
 pub(crate) const SYSCALL_CHUNK_BYTES: usize = 2 << 20;
 
+/// `[0, len)` in pieces of `chunk` bytes (the last may be shorter): (offset, length).
+pub(crate) fn pieces(len: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..len)
+        .step_by(chunk.max(1))
+        .map(move |off| (off, chunk.min(len - off)))
+}
+
 /// `MADV_POPULATE_WRITE` (Linux 5.14); the libc crate may not name it.
 const MADV_POPULATE_WRITE: libc::c_int = 23;
 
@@ -46,8 +53,7 @@ pub(crate) fn populate_write(map: &mut MmapMut) -> io::Result<bool> {
         return Ok(true);
     }
     let mut rc = 0;
-    for off in (0..map.len()).step_by(SYSCALL_CHUNK_BYTES) {
-        let len = SYSCALL_CHUNK_BYTES.min(map.len() - off);
+    for (off, len) in pieces(map.len(), SYSCALL_CHUNK_BYTES) {
         // SAFETY: `[off, off + len)` lies inside the live mapping `map` owns (off is a multiple
         // of the chunk size, hence page aligned); MADV_POPULATE_WRITE only faults pages in (it
         // never changes their contents), and the `&mut` borrow keeps the mapping alive and
@@ -131,9 +137,10 @@ pub(crate) fn punch_hole(file: &File, off: u64, len: u64) -> io::Result<()> {
 /// Drops the clean page cache pages of `file` (POSIX_FADV_DONTNEED): a sealed segment, synced,
 /// whose pages the next spare is to reuse (see the writer's `spare_main`). A no-op on tmpfs.
 pub(crate) fn drop_cache(file: &File) -> io::Result<()> {
-    let len = file.metadata()?.len();
-    let chunk = SYSCALL_CHUNK_BYTES as u64 * 4;
-    for off in (0..len).step_by(chunk as usize) {
+    let len = usize::try_from(file.metadata()?.len())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // Dropping clean pages is cheaper per byte than populating them: larger pieces.
+    for (off, chunk) in pieces(len, SYSCALL_CHUNK_BYTES * 4) {
         let (Ok(o), Ok(l)) = (libc::off_t::try_from(off), libc::off_t::try_from(chunk)) else {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         };

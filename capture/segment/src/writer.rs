@@ -324,8 +324,7 @@ fn seal_file(
     let mapped_len = map.len() as u64;
     // In pieces: see `sys::SYSCALL_CHUNK_BYTES`. Only the pages up to the directory's end were
     // written; the rest of the mapping is clean and is punched out below.
-    for off in (0..page_end).step_by(sys::SYSCALL_CHUNK_BYTES) {
-        let len = sys::SYSCALL_CHUNK_BYTES.min(page_end - off);
+    for (off, len) in sys::pieces(page_end, sys::SYSCALL_CHUNK_BYTES) {
         map.flush_range(off, len)
             .map_err(|e| SegmentError::io("msync", path, e))?;
     }
