@@ -6,12 +6,37 @@ use xdprec_pcapio::{
     network_offset, to_ethernet, LinkType, PcapError, PcapReader, PcapWriter, RECORD_BYTES_MAX,
 };
 
-fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xdprec-pcapio-{}", std::process::id()));
+/// A file in a directory of its own (tests run in parallel), removed with it on drop.
+struct TmpFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TmpFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TmpFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tmp(name: &str, bytes: &[u8]) -> TmpFile {
+    let dir = std::env::temp_dir().join(format!("xdprec-pcapio-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    TmpFile { dir, path }
 }
 
 /// (ts_ns, wire_len, link, data)

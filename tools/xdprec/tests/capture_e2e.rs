@@ -6,7 +6,6 @@
 //! Bounded: every wait has a deadline; traffic stays inside the namespace the test creates.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use xdprec_testkit::{require_privileges, require_tool, run, sh, Netns, Veth};
 
 mod common;
 
-use common::{now_ns, tmpdir, Mount, BIN};
+use common::{now_ns, tmpdir, Mount, Proc, BIN};
 
 const MTU: usize = 3000;
 
@@ -60,103 +59,29 @@ impl Link {
     }
 }
 
-/// A running `xdprec capture`, killed on drop if still running.
-struct Capture {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Capture {
-    fn start(link: &Link, store: &Path, extra: &[&str]) -> Capture {
-        let log = store.with_extension(format!("log{}", now_ns() % 1000));
-        let f = std::fs::File::create(&log).unwrap();
-        let mut cmd = link.ns.command(BIN);
-        cmd.args(["capture", "--iface", &link.veth.a, "--store"])
-            .arg(store)
-            .args(["--recorder", "e2e"])
-            .args(if extra.contains(&"--ring-size") {
-                &[][..]
-            } else {
-                &["--ring-size", "8192"][..]
-            })
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(f.try_clone().unwrap());
-        let child = cmd.spawn().expect("spawn xdprec capture");
-        let mut c = Capture { child, log };
-        c.wait_ready(store, &link.veth.a);
-        c
+/// Starts `xdprec capture` on the link's `a` end as recorder "e2e" (ring of 8192 unless
+/// `extra` sets one) and waits until it records.
+fn start_capture(link: &Link, store: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "capture",
+        "--iface",
+        &link.veth.a,
+        "--store",
+        store.to_str().unwrap(),
+        "--recorder",
+        "e2e",
+    ];
+    if !extra.contains(&"--ring-size") {
+        args.extend(["--ring-size", "8192"]);
     }
-
-    fn log_text(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Ready: the control thread has published after the probe was attached.
-    fn wait_ready(&mut self, store: &Path, iface: &str) {
-        let path = store.join("stats").join(format!("e2e-{iface}-q0.stats"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if !self.alive() {
-                panic!("capture exited early:\n{}", self.log_text());
-            }
-            if let Ok(r) = StatsReader::open(&path) {
-                // The pid tells this capture's file from one a killed predecessor left.
-                let pid = u64::from(self.child.id());
-                if r.read()
-                    .map(|s| s.seq >= 2 && s.pid == pid)
-                    .unwrap_or(false)
-                    && common::capture_running(&self.log_text())
-                {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "capture not ready:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        sh(&["kill", sig, &self.child.id().to_string()]);
-    }
-
-    /// SIGINT, then the exit status (bounded wait).
-    fn stop(mut self) -> (bool, String) {
-        self.signal("-INT");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return (st.success(), self.log_text());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("capture did not stop on SIGINT:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if self.alive() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    args.extend(extra);
+    let log = store.with_extension(format!("log{}", now_ns() % 1000));
+    let mut cap = Proc::spawn(&link.ns, &args, log);
+    let stats = store
+        .join("stats")
+        .join(format!("e2e-{}-q0.stats", link.veth.a));
+    cap.wait_capture_ready(&stats);
+    cap
 }
 
 fn snapshot(store: &Path, iface: &str) -> Snapshot {
@@ -292,7 +217,7 @@ fn replayed_corpus_is_stored_exactly() {
     let store = dir.join("store");
     // Rings larger than all the steered frames together: a debug build descheduled on a
     // busy machine still loses nothing, so any difference is a real defect.
-    let cap = Capture::start(&link, &store, &["--ring-size", "32768"]);
+    let cap = start_capture(&link, &store, &["--ring-size", "32768"]);
     let mut want = Vec::new();
     for f in &files {
         want.extend(steered(f));
@@ -352,14 +277,14 @@ fn kill_9_then_restart_recovers_and_continues() {
     let dir = tmpdir("kill9");
     let store = dir.join("store");
     let mut sender = background_replay(&link, &file, 3000);
-    let mut cap = Capture::start(&link, &store, &["--seal-secs", "600"]);
+    let mut cap = start_capture(&link, &store, &["--seal-secs", "600"]);
     let iface = link.veth.a.clone();
     let before = wait_for(&store, &iface, 30, "records before the kill", |s| {
         s.get(Field::Written) >= 2000
     });
     cap.signal("-9");
     let kill_ns = now_ns();
-    let _ = cap.child.wait();
+    let _ = cap.wait_exit(30);
     drop(cap);
     // The segment of the killed capture is still open (unsealed).
     let open_before: Vec<_> = list_segments(&store)
@@ -373,7 +298,7 @@ fn kill_9_then_restart_recovers_and_continues() {
     );
 
     let restart_ns = now_ns();
-    let cap = Capture::start(&link, &store, &["--seal-secs", "600"]);
+    let cap = start_capture(&link, &store, &["--seal-secs", "600"]);
     wait_for(&store, &iface, 30, "records after the restart", |s| {
         s.get(Field::Written) >= 1000
     });
@@ -480,7 +405,7 @@ fn full_store_is_counted_not_fatal() {
         store.to_str().unwrap(),
     ]);
     let mount = Mount(store.clone());
-    let mut cap = Capture::start(&link, &store, &["--segment-mb", "1"]);
+    let mut cap = start_capture(&link, &store, &["--segment-mb", "1"]);
     let iface = link.veth.a.clone();
     // About 0.9 MB a pass: 12 passes overflow the 6 MB store.
     // Paced so that a debug build keeps up: the drops this test wants are disk-full ones.
@@ -604,7 +529,7 @@ fn two_interfaces_are_captured_side_by_side() {
     let store = dir.join("store");
     // Also the non-default paths: capture threads that block in poll() when idle
     // (`--idle-us 0`), and housekeeping threads pinned to a core of their own.
-    let cap = Capture::start(
+    let cap = start_capture(
         &link,
         &store,
         &[
@@ -692,7 +617,7 @@ fn every_queue_of_a_device_is_captured() {
     let store = dir.join("store");
     // The same file is sent twice, once per CPU: copies less than the dedup window apart would
     // be stored once (dup_dropped), and the second send often starts within 50 ms.
-    let cap = Capture::start(&link, &store, &["--dedup-window-ms", "0"]);
+    let cap = start_capture(&link, &store, &["--dedup-window-ms", "0"]);
     let q1 = store
         .join("stats")
         .join(format!("e2e-{}-q1.stats", link.veth.a));

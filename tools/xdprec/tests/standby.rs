@@ -10,9 +10,7 @@
 //! `ip netns exec` remounts /sys.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use xdprec_capture::stats::{Field, Snapshot, StatsReader};
@@ -22,61 +20,9 @@ use xdprec_testkit::{require_privileges, run, sh, Netns, Veth};
 
 mod common;
 
-use common::{now_ns, Mount, BIN};
+use common::{now_ns, Mount, Proc};
 
 const PPS: u64 = 100_000;
-
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(ns: &Netns, args: &[&str], log: PathBuf) -> Proc {
-        let f = std::fs::File::create(&log).unwrap();
-        let child = ns
-            .command(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .expect("spawn xdprec");
-        Proc { child, log }
-    }
-    fn log_text(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    }
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-    fn wait_exit(&mut self, secs: u64) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.success();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("process did not exit:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.alive() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -247,7 +193,7 @@ impl Rig {
 
     /// Waits until `p` runs as the active (its stats file, its pid) under `recorder`.
     fn wait_active(&self, p: &mut Proc, recorder: &str) {
-        let pid = u64::from(p.child.id());
+        let pid = u64::from(p.pid());
         wait_until(30, "an active capture", || {
             assert!(p.alive(), "capture exited:\n{}", p.log_text());
             snap(&self.store, recorder, &self.veth.a).is_some_and(|s| s.pid == pid && s.seq >= 2)
@@ -279,7 +225,7 @@ fn standby_takes_over_after_kill_9() {
     let iface = rig.veth.a.clone();
     let mut active = rig.capture("--ha", "ha", "active.log", &[]);
     rig.wait_active(&mut active, "ha");
-    let apid = u64::from(active.child.id());
+    let apid = u64::from(active.pid());
     let mut standby = rig.capture("--standby", "ha", "standby.log", &[]);
     rig.wait_standby(&mut standby);
     // A second active is refused while the first holds the lock.
@@ -299,7 +245,7 @@ fn standby_takes_over_after_kill_9() {
     let before_kill = snap(&store, "ha", &iface).unwrap();
     sh(&["kill", "-9", &apid.to_string()]);
     let kill_ns = now_ns();
-    let _ = active.child.wait();
+    let _ = active.wait_exit(30);
     assert!(
         sender.wait_exit(60),
         "sender failed:\n{}",
@@ -311,7 +257,7 @@ fn standby_takes_over_after_kill_9() {
     });
     // Let the standby publish its last snapshot, then stop it cleanly.
     std::thread::sleep(Duration::from_millis(1500));
-    sh(&["kill", "-INT", &standby.child.id().to_string()]);
+    standby.signal("-INT");
     let ok = standby.wait_exit(60);
     let slog = standby.log_text();
     assert!(ok, "standby failed:\n{slog}");
@@ -380,7 +326,7 @@ fn hung_active_is_replaced_and_a_clean_exit_hands_over() {
     let iface = rig.veth.a.clone();
     let mut active = rig.capture("--ha", "hb", "active.log", &[]);
     rig.wait_active(&mut active, "hb");
-    let apid = active.child.id();
+    let apid = active.pid();
     let mut standby = rig.capture(
         "--standby",
         "hb",
@@ -397,7 +343,7 @@ fn hung_active_is_replaced_and_a_clean_exit_hands_over() {
     wait_until(20, "the standby to replace the hung active", || {
         snap(&rig.store, "hb.sb", &iface).is_some_and(|s| s.get(Field::Written) > 500)
     });
-    let _ = active.child.wait();
+    let _ = active.wait_exit(30);
     let slog = standby.log_text();
     assert!(slog.contains("is hung"), "{slog}");
     assert!(slog.contains("took over"), "{slog}");
@@ -406,20 +352,20 @@ fn hung_active_is_replaced_and_a_clean_exit_hands_over() {
     // `hb.sb`). Then a clean stop of `hb.sb` hands over to it, the probe staying attached.
     let mut back = rig.capture("--standby", "hb", "back.log", &[]);
     rig.wait_standby(&mut back);
-    sh(&["kill", "-INT", &standby.child.id().to_string()]);
+    standby.signal("-INT");
     assert!(standby.wait_exit(60), "{}", standby.log_text());
     assert!(
         standby.log_text().contains("a standby is waiting"),
         "{}",
         standby.log_text()
     );
-    let back_pid = u64::from(back.child.id());
+    let back_pid = u64::from(back.pid());
     wait_until(20, "the restarted capture to take over", || {
         snap(&rig.store, "hb", &iface)
             .is_some_and(|s| s.pid == back_pid && s.get(Field::Written) > 500)
     });
     assert!(sender.wait_exit(60), "{}", sender.log_text());
-    sh(&["kill", "-INT", &back.child.id().to_string()]);
+    back.signal("-INT");
     assert!(back.wait_exit(60), "{}", back.log_text());
     assert!(!rig.bpffs.join("xdprec").join(&iface).join("link").exists());
     let mut rtp = HashMap::new();
@@ -445,8 +391,8 @@ fn stale_pins_of_a_crashed_active_are_cleared() {
     let iface = rig.veth.a.clone();
     let mut first = rig.capture("--ha", "st", "first.log", &[]);
     rig.wait_active(&mut first, "st");
-    sh(&["kill", "-9", &first.child.id().to_string()]);
-    let _ = first.child.wait();
+    first.signal("-9");
+    let _ = first.wait_exit(30);
     // No standby: the pinned probe stays attached, steering into an empty XSKMAP.
     let link = rig.bpffs.join("xdprec").join(&iface).join("link");
     assert!(link.exists(), "the crashed active's link pin is gone");
@@ -459,11 +405,11 @@ fn stale_pins_of_a_crashed_active_are_cleared() {
     );
     let mut sender = rig.sender(5_000, 2);
     assert!(sender.wait_exit(60), "{}", sender.log_text());
-    let pid = u64::from(next.child.id());
+    let pid = u64::from(next.pid());
     wait_until(20, "records of the restarted active", || {
         snap(&rig.store, "st", &iface).is_some_and(|s| s.pid == pid && s.get(Field::Written) > 1000)
     });
-    sh(&["kill", "-INT", &next.child.id().to_string()]);
+    next.signal("-INT");
     assert!(next.wait_exit(60), "{}", next.log_text());
     assert!(!link.exists(), "a clean exit with no standby leaves pins");
     rig.finish();

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use xdprec_capture::stats::{Field, StatsReader};
@@ -345,58 +345,134 @@ impl Topo {
     }
 }
 
-/// A running `xdprec capture --iface`, killed on drop if still running.
-pub struct Recorder {
+/// A running `xdprec` (any subcommand) inside a namespace, its stdout and stderr in `log`;
+/// killed on drop if still running. Every wait is bounded.
+pub struct Proc {
     child: Child,
-    stats: PathBuf,
     log: PathBuf,
 }
 
-impl Recorder {
-    pub fn start(ns: &Netns, iface: &str, store: &Path, name: &str) -> Recorder {
-        std::fs::create_dir_all(store).unwrap();
-        let log = store.with_extension("log");
+impl Proc {
+    pub fn spawn(ns: &Netns, args: &[&str], log: PathBuf) -> Proc {
         let f = std::fs::File::create(&log).unwrap();
         let child = ns
             .command(BIN)
-            .args(["capture", "--iface", iface, "--store"])
-            .arg(store)
-            .args(["--recorder", name, "--ring-size", "8192"])
+            .args(args)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(f.try_clone().unwrap())
             .stderr(f)
             .spawn()
-            .expect("spawn xdprec capture");
-        let stats = store.join("stats").join(format!("{name}-{iface}-q0.stats"));
-        let mut r = Recorder { child, stats, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(r.alive(), "capture exited early:\n{}", r.log_text());
-            let pid = u64::from(r.child.id());
-            if let Ok(s) = StatsReader::open(&r.stats) {
-                if s.read()
-                    .map(|s| s.seq >= 2 && s.pid == pid)
-                    .unwrap_or(false)
-                    && capture_running(&r.log_text())
-                {
-                    return r;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "capture not ready:\n{}",
-                r.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            .expect("spawn xdprec");
+        Proc { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends a signal: "-INT", "-9", "-STOP"...
+    pub fn signal(&self, sig: &str) {
+        sh(&["kill", sig, &self.pid().to_string()]);
+    }
+
+    /// Waits up to `secs` for the exit; whether it succeeded. Kills it and panics after that.
+    pub fn wait_exit(&mut self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("xdprec did not exit in {secs} s:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGINT, then (bounded) whether it exited cleanly, and its log.
+    pub fn stop(mut self) -> (bool, String) {
+        self.signal("-INT");
+        let ok = self.wait_exit(60);
+        (ok, self.log_text())
+    }
+
+    /// Waits (bounded) until a capture is ready: its stats file `stats` published at least
+    /// twice by this process (the pid tells it from one a killed predecessor left) and its
+    /// log says every capture thread runs (`capture_running`).
+    pub fn wait_capture_ready(&mut self, stats: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let pid = u64::from(self.pid());
+        loop {
+            assert!(self.alive(), "capture exited early:\n{}", self.log_text());
+            let published = StatsReader::open(stats)
+                .and_then(|r| r.read())
+                .map(|s| s.seq >= 2 && s.pid == pid)
+                .unwrap_or(false);
+            if published && capture_running(&self.log_text()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "capture not ready:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.alive() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A running `xdprec capture --iface` for the live 2N and failover tests.
+pub struct Recorder {
+    proc: Proc,
+    stats: PathBuf,
+}
+
+impl Recorder {
+    pub fn start(ns: &Netns, iface: &str, store: &Path, name: &str) -> Recorder {
+        std::fs::create_dir_all(store).unwrap();
+        let store_arg = store.to_str().unwrap();
+        let args = [
+            "capture",
+            "--iface",
+            iface,
+            "--store",
+            store_arg,
+            "--recorder",
+            name,
+            "--ring-size",
+            "8192",
+        ];
+        let mut proc = Proc::spawn(ns, &args, store.with_extension("log"));
+        let stats = store.join("stats").join(format!("{name}-{iface}-q0.stats"));
+        proc.wait_capture_ready(&stats);
+        Recorder { proc, stats }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.proc.alive()
+    }
+
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.log_text()
     }
 
     pub fn written(&self) -> u64 {
@@ -420,40 +496,15 @@ impl Recorder {
         }
     }
 
-    fn signal(&self, sig: &str) {
-        sh(&["kill", sig, &self.child.id().to_string()]);
-    }
-
-    /// SIGINT, then a bounded wait for a clean exit.
-    pub fn stop(mut self) {
-        self.signal("-INT");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                assert!(st.success(), "capture failed:\n{}", self.log_text());
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "capture did not stop:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    /// SIGINT; asserts a clean exit (bounded wait).
+    pub fn stop(self) {
+        let (ok, log) = self.proc.stop();
+        assert!(ok, "capture failed:\n{log}");
     }
 
     /// SIGKILL: the recorder dies without closing its segment.
     pub fn kill9(mut self) {
-        self.signal("-9");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        if self.alive() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.proc.signal("-9");
+        let _ = self.proc.wait_exit(30);
     }
 }
