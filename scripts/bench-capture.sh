@@ -32,7 +32,7 @@
 # the only other core is the traffic source's, which has no time to spare at these rates.
 # It keeps 3 spare segments (--spare-segments 3; the default 2 missed a spare now and then at
 # 1.5 Mpps), and a ring of 131072 2 KiB frames (--ring-size 131072 --frame-size 2048: 256 MiB
-# of UMEM, 88 ms at 1.5 Mpps; the default 32768 x 4 KiB holds 22 ms, and stalls of 25-40 ms
+# of UMEM, 88 ms at 1.5 Mpps; the default 65536 x 2 KiB holds 44 ms, and stalls of 25-40 ms
 # happen on this VM, see benches/results/capture.md) on huge pages: the script reserves them
 # (vm.nr_hugepages) and gives the old value back at the end. tcpdump runs once per buffer in
 # --tcpdump-buffers (KiB, default "0 131072": 0 is tcpdump's own default of 2 MiB, as operators

@@ -161,10 +161,12 @@ pub struct CaptureConfig {
     pub rtp_port_hi: u16,
     pub segment_bytes_max: u64,
     pub seal_after_ns: u64,
-    /// Entries of the rx ring and of the fill ring (a power of two). NOTES.md: 4096 lost
-    /// packets under vCPU stalls, 32768 did not.
+    /// Entries of the rx ring and of the fill ring (a power of two); 0: `UMEM_AUTO_BYTES` of
+    /// frames (see [`CaptureConfig::with_umem_settled`]). NOTES.md: 4096 lost packets under
+    /// vCPU stalls, 32768 did not; stalls of 25-40 ms were seen later, longer than 32768
+    /// frames last at 1.5 Mpps (22 ms), hence 2 KiB frames wherever the MTU allows.
     pub ring_size: u32,
-    /// UMEM frame size (power of two, 2048 or 4096).
+    /// UMEM frame size, 2048 or 4096; 0: from the interfaces' MTU.
     pub frame_size: u32,
     /// Descriptors taken from the rx ring at once.
     pub batch_size: usize,
@@ -206,6 +208,19 @@ pub enum HaRole {
     Standby,
 }
 
+/// UMEM bytes per queue when the ring size is left to the capture: 128 MiB.
+pub const UMEM_AUTO_BYTES: u64 = 128 << 20;
+
+/// Bytes the kernel keeps in front of each frame of a UMEM chunk in copy mode
+/// (`XDP_PACKET_HEADROOM`); the socket drops longer frames (`xsk_rx_dropped`).
+const XDP_HEADROOM_BYTES: u32 = 256;
+
+/// Whether an Ethernet frame of an interface with this MTU (plus its header and two VLAN
+/// tags) fits a UMEM frame of `frame_size` bytes.
+pub fn frame_fits(mtu: u32, frame_size: u32) -> bool {
+    mtu.saturating_add(14 + 8) <= frame_size.saturating_sub(XDP_HEADROOM_BYTES)
+}
+
 impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
@@ -222,8 +237,8 @@ impl Default for CaptureConfig {
             rtp_port_hi: 65535,
             segment_bytes_max: 256 << 20,
             seal_after_ns: 60_000_000_000,
-            ring_size: 32768,
-            frame_size: 4096,
+            ring_size: 0,
+            frame_size: 0,
             batch_size: 256,
             idle_ns: 100_000,
             spare_segments: 2,
@@ -554,15 +569,17 @@ impl CaptureConfig {
                 ),
             ));
         }
-        if !self.ring_size.is_power_of_two() || !(64..=1 << 20).contains(&self.ring_size) {
+        if self.ring_size != 0
+            && (!self.ring_size.is_power_of_two() || !(64..=1 << 20).contains(&self.ring_size))
+        {
             return Err(invalid(
                 "--ring-size",
                 format!("{} must be a power of two in 64..=1048576", self.ring_size),
             ));
         }
-        if self.frame_size != 2048 && self.frame_size != 4096 {
+        if ![0, 2048, 4096].contains(&self.frame_size) {
             return Err(invalid(
-                "frame_size",
+                "--frame-size",
                 format!("{} must be 2048 or 4096", self.frame_size),
             ));
         }
@@ -634,6 +651,24 @@ impl CaptureConfig {
             return Err(invalid("--iface", "an interface is given twice"));
         }
         Ok(())
+    }
+
+    /// These settings with the automatic UMEM sizes (0) settled: frames of 2 KiB when the
+    /// largest MTU of the captured interfaces (`mtu_max`; `None`: unknown) fits one with two
+    /// VLAN tags (MTU <= 1770), else 4 KiB; a ring of `UMEM_AUTO_BYTES` of frames (65536 or
+    /// 32768 frames: 44 or 22 ms at 1.5 Mpps).
+    pub fn with_umem_settled(&self, mtu_max: Option<u32>) -> CaptureConfig {
+        let mut c = self.clone();
+        if c.frame_size == 0 {
+            c.frame_size = match mtu_max {
+                Some(m) if frame_fits(m, 2048) => 2048,
+                _ => 4096,
+            };
+        }
+        if c.ring_size == 0 {
+            c.ring_size = (UMEM_AUTO_BYTES / u64::from(c.frame_size)) as u32;
+        }
+        c
     }
 
     /// The shared deduplication table these settings ask for (`None`: deduplication off).
@@ -873,6 +908,36 @@ mod tests {
             .unwrap()
             .dedup_table()
             .is_none());
+    }
+
+    #[test]
+    fn umem_sizes_follow_the_mtu_unless_given() {
+        let c = CaptureConfig::from_sources(&flags(), None).unwrap();
+        assert_eq!((c.ring_size, c.frame_size), (0, 0));
+        let s = c.with_umem_settled(Some(1500));
+        assert_eq!((s.ring_size, s.frame_size), (65536, 2048));
+        assert_eq!(c.with_umem_settled(Some(1770)).frame_size, 2048);
+        let s = c.with_umem_settled(Some(1771));
+        assert_eq!((s.ring_size, s.frame_size), (32768, 4096));
+        let s = c.with_umem_settled(None);
+        assert_eq!((s.ring_size, s.frame_size), (32768, 4096));
+        let mut f = flags();
+        f.ring_size = Some(8192);
+        let s = CaptureConfig::from_sources(&f, None)
+            .unwrap()
+            .with_umem_settled(Some(9000));
+        assert_eq!((s.ring_size, s.frame_size), (8192, 4096));
+        // As asked, even where the MTU does not fit (the capture warns).
+        let mut f = flags();
+        f.frame_size = Some(2048);
+        let s = CaptureConfig::from_sources(&f, None)
+            .unwrap()
+            .with_umem_settled(Some(9000));
+        assert_eq!((s.ring_size, s.frame_size), (65536, 2048));
+        assert!(frame_fits(3000, 4096) && !frame_fits(9000, 4096) && !frame_fits(1771, 2048));
+        let mut f = flags();
+        f.frame_size = Some(1024);
+        assert!(CaptureConfig::from_sources(&f, None).is_err());
     }
 
     #[test]

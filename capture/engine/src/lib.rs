@@ -35,7 +35,7 @@
 //!
 //! | what | bound |
 //! |---|---|
-//! | UMEM | `ring_size` x `frame_size` [32768 x 4096 = 128 MiB] |
+//! | UMEM | `ring_size` x `frame_size` [128 MiB: 65536 x 2048 where the MTU allows, else 32768 x 4096] |
 //! | rx + fill rings | `ring_size` x (16 + 8) bytes [768 KiB]; tx/completion rings 64 entries each |
 //! | descriptor batch | `ring_size` x 24 bytes [768 KiB] |
 //! | reassembly | `reasm_datagrams_max` x (64 KiB + 8 x `reasm_frags_max`) + 64 KiB [256 slots: ~16.1 MiB at worst, grown on use] |

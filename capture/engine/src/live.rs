@@ -225,6 +225,59 @@ fn open_xsk(
     }
 }
 
+/// MTU of an interface (of this network namespace), from sysfs. `iface` is a validated
+/// interface name (no '/', no leading '.').
+fn read_mtu(iface: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// `cfg` with its automatic UMEM sizes settled from the interfaces' MTU; logs the sizes, and
+/// warns when frames of some interface do not fit (the socket would drop them, counted
+/// `xsk_rx_dropped`).
+fn settle_umem(cfg: &CaptureConfig) -> CaptureConfig {
+    let mtus: Vec<(String, Option<u32>)> = cfg
+        .ifaces
+        .iter()
+        .map(|i| (i.clone(), read_mtu(i)))
+        .collect();
+    let mtu_max = mtus
+        .iter()
+        .map(|m| m.1)
+        .collect::<Option<Vec<u32>>>()
+        .and_then(|v| v.into_iter().max());
+    let c = cfg.with_umem_settled(mtu_max);
+    log::info!(
+        "UMEM per queue: {} frames of {} bytes ({} MiB){}",
+        c.ring_size,
+        c.frame_size,
+        (u64::from(c.ring_size) * u64::from(c.frame_size)) >> 20,
+        if cfg.frame_size == 0 {
+            match mtu_max {
+                Some(m) => format!("; frame size from the largest MTU, {m}"),
+                None => "; MTU unknown: 4 KiB frames".to_string(),
+            }
+        } else {
+            String::new()
+        }
+    );
+    for (iface, mtu) in &mtus {
+        if let Some(m) = mtu {
+            if !crate::config::frame_fits(*m, c.frame_size) {
+                log::warn!(
+                    "{iface}: MTU {m} does not fit frames of {} bytes: longer frames are \
+                     dropped by the socket (xsk_rx_dropped); use --frame-size 4096",
+                    c.frame_size
+                );
+            }
+        }
+    }
+    c
+}
+
 /// Runs a live capture until `stop` is set. `make_sink` opens the writer of one queue.
 ///
 /// With `cfg.ha` = [`HaRole::Standby`] it first waits for the active capture to go away
@@ -239,6 +292,8 @@ where
     S: RecordSink + Send + 'static,
     F: FnMut(&QueuePlan) -> Result<S, String>,
 {
+    let settled = settle_umem(cfg);
+    let cfg = &settled;
     let plan = cfg.plan()?;
     if let Some(cores) = &cfg.housekeeping_cores {
         // Before any thread is made: the control thread and every writer's sealer and spare

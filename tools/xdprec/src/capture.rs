@@ -75,7 +75,8 @@ pub struct Args {
     /// Seal a segment this many seconds after its first record (default 60).
     #[arg(long = "seal-secs", value_name = "S")]
     pub seal_secs: Option<u64>,
-    /// Rx and fill ring entries per queue, a power of two (default 32768).
+    /// Rx and fill ring entries per queue, a power of two (default: 128 MiB of frames, i.e.
+    /// 65536 with 2 KiB frames, 32768 with 4 KiB ones; 0: the same).
     #[arg(long = "ring-size", value_name = "N")]
     pub ring_size: Option<u32>,
     /// Descriptors taken from the rx ring at once (default 256).
@@ -89,7 +90,8 @@ pub struct Args {
     /// --segment-mb of page cache).
     #[arg(long = "spare-segments", value_name = "N")]
     pub spare_segments: Option<u32>,
-    /// UMEM frame size, 2048 or 4096 (default 4096).
+    /// UMEM frame size, 2048 or 4096 (default: 2048 when every interface's MTU is at most
+    /// 1770, else 4096; 0: the same).
     #[arg(long = "frame-size", value_name = "BYTES")]
     pub frame_size: Option<u32>,
     /// Copies of one IP packet (TTL and IPv4 checksum ignored) less than this many ms apart
