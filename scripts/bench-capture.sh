@@ -117,8 +117,15 @@ B=cbB$$
 WORK=$(mktemp -d "$OUTDIR/xdprec-capbench.XXXXXX")
 CAP_PID=""
 SPIN_PIDS=()
-# xdprec's defaults for this machine (see the header); --capture-args comes after and wins.
-CAPTURE_ARGS="--housekeeping-cores $RECV_LIST --spare-segments 3 --ring-size 131072 --frame-size 2048 $CAPTURE_ARGS"
+# xdprec's defaults for this machine (see the header); --capture-args wins over them.
+# (The capture refuses a flag given twice: each default goes in only when --capture-args
+# does not give that flag; "--ring-size 0 --frame-size 0" there gets the capture's own sizes.)
+DEFAULTS="--housekeeping-cores $RECV_LIST --spare-segments 3 --ring-size 131072 --frame-size 2048"
+set -- $DEFAULTS
+while [ $# -gt 0 ]; do
+    case " $CAPTURE_ARGS " in *" $1 "*) ;; *) CAPTURE_ARGS="$1 $2 $CAPTURE_ARGS" ;; esac
+    shift 2
+done
 HUGE0=$(cat /proc/sys/vm/nr_hugepages)
 # 256 MiB UMEM a queue = 128 pages of 2 MiB; a few more for the senders' maps.
 echo $((HUGE0 + 128 * QUEUES + 32)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
