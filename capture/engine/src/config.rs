@@ -912,28 +912,23 @@ mod tests {
 
     #[test]
     fn umem_sizes_follow_the_mtu_unless_given() {
-        let c = CaptureConfig::from_sources(&flags(), None).unwrap();
-        assert_eq!((c.ring_size, c.frame_size), (0, 0));
-        let s = c.with_umem_settled(Some(1500));
-        assert_eq!((s.ring_size, s.frame_size), (65536, 2048));
-        assert_eq!(c.with_umem_settled(Some(1770)).frame_size, 2048);
-        let s = c.with_umem_settled(Some(1771));
-        assert_eq!((s.ring_size, s.frame_size), (32768, 4096));
-        let s = c.with_umem_settled(None);
-        assert_eq!((s.ring_size, s.frame_size), (32768, 4096));
-        let mut f = flags();
-        f.ring_size = Some(8192);
-        let s = CaptureConfig::from_sources(&f, None)
-            .unwrap()
-            .with_umem_settled(Some(9000));
-        assert_eq!((s.ring_size, s.frame_size), (8192, 4096));
+        // (ring, frame) settled for --ring-size, --frame-size and the largest MTU.
+        let settled = |ring: Option<u32>, frame: Option<u32>, mtu: Option<u32>| {
+            let mut f = flags();
+            f.ring_size = ring;
+            f.frame_size = frame;
+            let c = CaptureConfig::from_sources(&f, None).unwrap();
+            let s = c.with_umem_settled(mtu);
+            (s.ring_size, s.frame_size)
+        };
+        assert_eq!(settled(None, None, Some(1500)), (65536, 2048));
+        assert_eq!(settled(None, None, Some(1770)), (65536, 2048));
+        assert_eq!(settled(None, None, Some(1771)), (32768, 4096));
+        assert_eq!(settled(None, None, None), (32768, 4096));
+        assert_eq!(settled(Some(0), Some(0), Some(1500)), (65536, 2048));
+        assert_eq!(settled(Some(8192), None, Some(9000)), (8192, 4096));
         // As asked, even where the MTU does not fit (the capture warns).
-        let mut f = flags();
-        f.frame_size = Some(2048);
-        let s = CaptureConfig::from_sources(&f, None)
-            .unwrap()
-            .with_umem_settled(Some(9000));
-        assert_eq!((s.ring_size, s.frame_size), (65536, 2048));
+        assert_eq!(settled(None, Some(2048), Some(9000)), (65536, 2048));
         assert!(frame_fits(3000, 4096) && !frame_fits(9000, 4096) && !frame_fits(1771, 2048));
         let mut f = flags();
         f.frame_size = Some(1024);
