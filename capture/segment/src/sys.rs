@@ -153,6 +153,20 @@ pub(crate) fn drop_cache(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Starts writeback of the dirty pages of `[off, off + len)` of `file` without waiting for
+/// it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`).
+pub(crate) fn start_writeback(file: &File, off: u64, len: u64) -> io::Result<()> {
+    let (Ok(o), Ok(l)) = (libc::off64_t::try_from(off), libc::off64_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: plain syscall on a valid fd; no memory is passed.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), o, l, libc::SYNC_FILE_RANGE_WRITE) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Takes an exclusive `flock` without waiting; `Ok(false)` when another process holds it.
 /// The kernel releases it when the process dies, even on SIGKILL.
 pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
