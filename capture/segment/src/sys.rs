@@ -102,10 +102,14 @@ pub(crate) fn map_ro(file: &File) -> io::Result<Mmap> {
     unsafe { Mmap::map(file) }
 }
 
+/// A file offset or length as the syscalls take it.
+fn off_t(x: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(x).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
 /// Allocates blocks for `[0, len)` so that later writes (through a mapping) cannot hit ENOSPC.
 pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
-    let len =
-        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let len = off_t(len)?;
     // SAFETY: plain syscall on a valid fd; no memory is passed.
     let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
     if rc != 0 {
@@ -116,9 +120,7 @@ pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
 
 /// Deallocates `[off, off + len)` keeping the file size (reads there return zeros).
 pub(crate) fn punch_hole(file: &File, off: u64, len: u64) -> io::Result<()> {
-    let (Ok(off), Ok(len)) = (libc::off_t::try_from(off), libc::off_t::try_from(len)) else {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    };
+    let (off, len) = (off_t(off)?, off_t(len)?);
     // SAFETY: plain syscall on a valid fd; no memory is passed.
     let rc = unsafe {
         libc::fallocate(
@@ -141,9 +143,7 @@ pub(crate) fn drop_cache(file: &File) -> io::Result<()> {
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // Dropping clean pages is cheaper per byte than populating them: larger pieces.
     for (off, chunk) in pieces(len, SYSCALL_CHUNK_BYTES * 4) {
-        let (Ok(o), Ok(l)) = (libc::off_t::try_from(off), libc::off_t::try_from(chunk)) else {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        };
+        let (o, l) = (off_t(off as u64)?, off_t(chunk as u64)?);
         // SAFETY: plain syscall on a valid fd; no memory is passed.
         let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), o, l, libc::POSIX_FADV_DONTNEED) };
         if rc != 0 {
@@ -156,9 +156,7 @@ pub(crate) fn drop_cache(file: &File) -> io::Result<()> {
 /// Starts writeback of the dirty pages of `[off, off + len)` of `file` without waiting for
 /// it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`).
 pub(crate) fn start_writeback(file: &File, off: u64, len: u64) -> io::Result<()> {
-    let (Ok(o), Ok(l)) = (libc::off64_t::try_from(off), libc::off64_t::try_from(len)) else {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    };
+    let (o, l) = (off_t(off)?, off_t(len)?);
     // SAFETY: plain syscall on a valid fd; no memory is passed.
     let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), o, l, libc::SYNC_FILE_RANGE_WRITE) };
     if rc != 0 {

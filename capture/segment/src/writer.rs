@@ -169,10 +169,8 @@ struct Shared {
     seals_pending: AtomicU64,
     /// Spares the spare thread has made and the writer not taken yet.
     spares_ready: AtomicU64,
-    /// The active segment (for early writeback by the sealer), its generation and how far
-    /// the writer has filled it (published every `PUBLISH_POS_BYTES`).
-    active_file: Mutex<Option<File>>,
-    active_gen: AtomicU64,
+    /// How far the writer has filled the active segment (published every
+    /// `PUBLISH_POS_BYTES`), for the sealer's early writeback.
     active_pos: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -186,6 +184,8 @@ impl Shared {
 }
 
 enum Job {
+    /// The writer activated segment `seq`: write it back as it fills ([`EarlyWriteback`]).
+    Active(u64, File),
     Seal(Active),
     Barrier(SyncSender<()>),
     Stop,
@@ -423,7 +423,9 @@ fn sealer_main(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         match job {
+            Job::Active(seq, file) => wb.start(seq, file),
             Job::Seal(a) => {
+                wb.sealing(a.seq);
                 let sealed = seal_active(a, &ctx, &shared);
                 shared.seals_pending.fetch_sub(1, Ordering::Relaxed);
                 // Its pages are freed by the spare thread right before it populates the next
@@ -459,24 +461,26 @@ const WRITEBACK_LAG_BYTES: u64 = 4 << 20;
 /// recycling of its pages into the next spare, come sooner.
 #[derive(Default)]
 struct EarlyWriteback {
-    gen: u64,
-    file: Option<File>,
+    /// The active segment (sequence number and file), as the writer last announced it.
+    file: Option<(u64, File)>,
     done: u64,
 }
 
 impl EarlyWriteback {
-    fn step(&mut self, shared: &Shared) {
-        let gen = shared.active_gen.load(Ordering::Acquire);
-        if gen != self.gen {
-            self.gen = gen;
-            self.done = 0;
-            self.file = shared
-                .active_file
-                .lock()
-                .ok()
-                .and_then(|g| g.as_ref().and_then(|f| f.try_clone().ok()));
+    fn start(&mut self, seq: u64, file: File) {
+        self.file = Some((seq, file));
+        self.done = 0;
+    }
+
+    /// Segment `seq` is being sealed: nothing more to write back early.
+    fn sealing(&mut self, seq: u64) {
+        if self.file.as_ref().is_some_and(|f| f.0 == seq) {
+            self.file = None;
         }
-        let Some(f) = &self.file else { return };
+    }
+
+    fn step(&mut self, shared: &Shared) {
+        let Some((_, f)) = &self.file else { return };
         let pos = shared.active_pos.load(Ordering::Relaxed);
         let end = pos.saturating_sub(WRITEBACK_LAG_BYTES) & !((2 << 20) - 1);
         if end < self.done + WRITEBACK_STEP_BYTES {
@@ -894,12 +898,13 @@ impl SegmentWriter {
         a.path = open;
         a.seq = seq;
         a.created_ns = now_ns;
-        if let Ok(mut g) = self.shared.active_file.lock() {
-            *g = a.file.try_clone().ok();
-        }
         self.shared.active_pos.store(a.pos, Ordering::Relaxed);
         self.published_pos = a.pos;
-        self.shared.active_gen.fetch_add(1, Ordering::Release);
+        // Without waiting: when the sealer's queue is full this segment is not written back
+        // early (its seal writes it all).
+        if let (Some(tx), Ok(f)) = (&self.jobs, a.file.try_clone()) {
+            let _ = tx.try_send(Job::Active(seq, f));
+        }
         self.table.clear();
         self.stats.segments_opened += 1;
         self.stats.active_streams = 0;
@@ -1345,11 +1350,10 @@ mod tests {
         f.set_len(64 << 20).unwrap();
         let shared = Shared::default();
         let mut wb = EarlyWriteback::default();
-        wb.step(&shared);
-        assert!(wb.file.is_none(), "no active segment yet");
-        *shared.active_file.lock().unwrap() = f.try_clone().ok();
-        shared.active_gen.fetch_add(1, Ordering::Release);
         shared.active_pos.store(21 << 20, Ordering::Relaxed);
+        wb.step(&shared);
+        assert_eq!(wb.done, 0, "no active segment yet");
+        wb.start(7, f.try_clone().unwrap());
         wb.step(&shared);
         // 4 MiB behind the writer, on a 2 MiB boundary.
         assert_eq!(wb.done, 16 << 20);
@@ -1359,8 +1363,15 @@ mod tests {
         shared.active_pos.store(29 << 20, Ordering::Relaxed);
         wb.step(&shared);
         assert_eq!(wb.done, 24 << 20);
+        // Sealing another segment changes nothing; sealing this one ends it.
+        wb.sealing(6);
+        assert!(wb.file.is_some());
+        wb.sealing(7);
+        shared.active_pos.store(40 << 20, Ordering::Relaxed);
+        wb.step(&shared);
+        assert_eq!(wb.done, 24 << 20);
         // A new active segment starts from its beginning.
-        shared.active_gen.fetch_add(1, Ordering::Release);
+        wb.start(8, f.try_clone().unwrap());
         shared.active_pos.store(1 << 20, Ordering::Relaxed);
         wb.step(&shared);
         assert_eq!(wb.done, 0);

@@ -84,9 +84,14 @@ fn start_capture(link: &Link, store: &Path, extra: &[&str]) -> Proc {
     cap
 }
 
+/// The stats of queue `q` of `iface` (recorder "e2e"), if published.
+fn queue_stats(store: &Path, iface: &str, q: u32) -> Option<Snapshot> {
+    let path = store.join("stats").join(format!("e2e-{iface}-q{q}.stats"));
+    StatsReader::open(&path).and_then(|r| r.read()).ok()
+}
+
 fn snapshot(store: &Path, iface: &str) -> Snapshot {
-    let path = store.join("stats").join(format!("e2e-{iface}-q0.stats"));
-    StatsReader::open(&path).unwrap().read().unwrap()
+    queue_stats(store, iface, 0).expect("stats of queue 0")
 }
 
 /// Waits until `f(snapshot)` holds (bounded).
@@ -646,15 +651,8 @@ fn every_queue_of_a_device_is_captured() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let total = || -> u64 {
         (0..2)
-            .map(|q| {
-                let p = store
-                    .join("stats")
-                    .join(format!("e2e-{}-q{q}.stats", link.veth.a));
-                StatsReader::open(&p)
-                    .and_then(|r| r.read())
-                    .map(|s| s.get(Field::Written))
-                    .unwrap_or(0)
-            })
+            .filter_map(|q| queue_stats(&store, &link.veth.a, q))
+            .map(|s| s.get(Field::Written))
             .sum()
     };
     while total() < want.len() as u64 && Instant::now() < deadline {
@@ -665,11 +663,7 @@ fn every_queue_of_a_device_is_captured() {
     let (got, _) = stored(&store);
     let counts = (0..2)
         .map(|q| {
-            let p = store
-                .join("stats")
-                .join(format!("e2e-{}-q{q}.stats", link.veth.a));
-            StatsReader::open(&p)
-                .and_then(|r| r.read())
+            queue_stats(&store, &link.veth.a, q)
                 .map(|s| {
                     Field::ALL
                         .iter()
