@@ -4,7 +4,7 @@
 # for `tcpdump -w` on the same interface (no probe attached). Prints a markdown report.
 #
 # Usage: sudo scripts/bench-capture.sh [--steps "250000 500000 ..."] [--secs 10] [--runs 1]
-#          [--capture-args "--spare-segments 3 ..."] [--no-rt] [--only xdprec|tcpdump]
+#          [--capture-args "--spare-segments 3 --ring-size 131072 ..."] [--no-rt] [--only xdprec|tcpdump]
 #          [--napi sender|capture|own] [--napi-spin] [--queues K] [--tcpdump-buffers "0 131072"]
 #          [--out-dir DIR (store and tcpdump's file; default /tmp)]
 #
@@ -30,11 +30,11 @@
 # by default, its housekeeping threads (sealer, spare maker) to the same core
 # (--housekeeping-cores 1; they run 10 nice levels below the capture thread): on two vCPUs
 # the only other core is the traffic source's, which has no time to spare at these rates.
-# It keeps 3 spare segments (--spare-segments 3; the default 2 missed a spare now and then at
-# 1.5 Mpps), and a ring of 131072 2 KiB frames (--ring-size 131072 --frame-size 2048: 256 MiB
-# of UMEM, 88 ms at 1.5 Mpps; the default 65536 x 2 KiB holds 44 ms, and stalls of 25-40 ms
-# happen on this VM, see benches/results/capture.md) on huge pages: the script reserves them
-# (vm.nr_hugepages) and gives the old value back at the end. tcpdump runs once per buffer in
+# Otherwise the capture's own defaults (2 spare segments, a ring of 65536 2 KiB frames = 44 ms
+# at 1.5 Mpps; rounds before 7 in benches/results/capture.md used --spare-segments 3
+# --ring-size 131072 --frame-size 2048, which segment recycling made unnecessary), with the
+# UMEM on huge pages: the script reserves them (vm.nr_hugepages, enough for a 256 MiB UMEM a
+# queue) and gives the old value back at the end. tcpdump runs once per buffer in
 # --tcpdump-buffers (KiB, default "0 131072": 0 is tcpdump's own default of 2 MiB, as operators
 # run `tcpdump -w`; 131072 is 128 MiB, as much as xdprec's ring). The capture runs with --dedup-window-ms 0: the
 # sender cycles through its templates (one pass is 44 ms at 1.5 Mpps; RTP sequence numbers move
@@ -120,7 +120,7 @@ SPIN_PIDS=()
 # xdprec's defaults for this machine (see the header); --capture-args wins over them.
 # (The capture refuses a flag given twice: each default goes in only when --capture-args
 # does not give that flag; "--ring-size 0 --frame-size 0" there gets the capture's own sizes.)
-DEFAULTS="--housekeeping-cores $RECV_LIST --spare-segments 3 --ring-size 131072 --frame-size 2048"
+DEFAULTS="--housekeeping-cores $RECV_LIST"
 set -- $DEFAULTS
 while [ $# -gt 0 ]; do
     case " $CAPTURE_ARGS " in *" $1 "*) ;; *) CAPTURE_ARGS="$1 $2 $CAPTURE_ARGS" ;; esac

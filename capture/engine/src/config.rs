@@ -24,7 +24,7 @@
 //! frame_size = 4096
 //! batch_size = 256
 //! idle_us = 100             # empty ring: sleep this long; 0: block in poll() instead
-//! spare_segments = 2        # segments kept mapped and populated ahead of rotations (1-4)
+//! spare_segments = 2        # segment files kept beside the active one and reused (1-4)
 //! streams_max = 65536
 //! compress_sealed = false
 //! reasm_datagrams_max = 256
@@ -147,8 +147,8 @@ pub struct CaptureConfig {
     /// `None`: spread over the allowed cores.
     pub cores: Option<Vec<usize>>,
     /// Cores of the threads that are not capture threads (control, segment sealers and spare
-    /// makers); `None`: any allowed core. Sealing and spare population take a fair share of
-    /// a core at high rates: on a capture core they take it from the capture thread.
+    /// makers); `None`: any allowed core. Sealing takes some of a core at high rates: on a
+    /// capture core it takes that from the capture thread.
     pub housekeeping_cores: Option<Vec<usize>>,
     /// SCHED_FIFO priority of the capture threads (1..=99); 0: the normal scheduler. A
     /// capture thread woken with a full ring must run at once; under the fair scheduler a
@@ -176,7 +176,7 @@ pub struct CaptureConfig {
     /// 1 Mpps here. A thread that sleeps a fixed short time is never woken by the kernel.
     /// 100 µs at 1.5 Mpps is 150 frames of a 32768-frame ring.
     pub idle_ns: u64,
-    /// Segments the writer keeps mapped and populated ahead of rotations (1..=4).
+    /// Segment files the writer keeps beside the active one and reuses (1..=4).
     pub spare_segments: u32,
     pub streams_max: u32,
     pub compress_sealed: bool,

@@ -133,6 +133,7 @@ pub struct SinkGauges {
     pub segments_opened: u64,
     pub spare_misses: u64,
     pub seal_queue_waits: u64,
+    pub seals_in_place: u64,
 }
 
 /// Where records go. Implemented over `xdprec_segment::SegmentWriter`.
@@ -369,6 +370,7 @@ impl<C: FrameClassifier, S: RecordSink> Pipeline<C, S> {
         c.set(Field::SegmentsOpened, g.segments_opened);
         c.set(Field::SpareMisses, g.spare_misses);
         c.set(Field::SealQueueWaits, g.seal_queue_waits);
+        c.set(Field::SealsInPlace, g.seals_in_place);
         if self.hist.is_empty() {
             c.set(Field::P99WriteNs, 0);
             c.set(Field::MaxWriteNs, 0);

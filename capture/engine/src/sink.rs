@@ -118,6 +118,7 @@ impl RecordSink for SegmentSink {
             segments_opened: s.segments_opened,
             spare_misses: s.spare_misses,
             seal_queue_waits: s.seal_queue_waits,
+            seals_in_place: s.seals_in_place,
         }
     }
 }

@@ -13,14 +13,19 @@
 //! | `R+I+qQ+SEQ.xseg.open` | the segment being written (at most one per `R+I+qQ`) |
 //! | `R+I+qQ+SEQ+CREATED.xseg` | a sealed segment |
 //! | `R+I+qQ+SEQ+CREATED.xseg.zst` | a sealed segment, zstd-compressed (the whole file prefix up to the end of the directory) |
-//! | `R+I+qQ+TOKEN.xseg.spare` | a preallocated, empty next segment (not a segment yet; readers ignore it) |
-//! | `*.tmp` | compression in progress (removed by recovery) |
+//! | `R+I+qQ+TOKEN.xseg.spare` | a preallocated, mapped file waiting to become the next segment: new, or recycled from a segment that was sealed by copy (its old bytes lie after the end mark at 256); not a segment, readers ignore it |
+//! | `*.tmp` | compression, or a seal's copy, in progress (removed by recovery) |
 //! | `R+I+qQ.lock` | `flock`ed by the one writer of that queue |
 //!
 //! `SEQ` is a zero-padded 10-digit decimal sequence number per `R+I+qQ`, increasing by one per
 //! segment; `CREATED` is the 20-digit creation time in ns since the Unix epoch. Readers see only
-//! sealed segments and the one `.open` file being written: a segment becomes sealed by an atomic
-//! rename of `.open` to its final name after the directory is written and flushed.
+//! sealed segments and the one `.open` file being written. A segment becomes sealed by an atomic
+//! rename to its final name after the directory is written and flushed: normally of a copy
+//! (`<final name>.tmp`, written with `O_DIRECT` from the `.open` file), after which the `.open`
+//! file is renamed to a `.spare` and recycled; in place (the `.open` file itself) when the copy
+//! fails (disk full), at shutdown and in crash recovery. So for a moment a segment may exist
+//! both sealed and `.open`: readers take the sealed one. A reader that holds an `.open` file
+//! while it is recycled sees its header's `seq` change (`SegmentReader::is_current`).
 //!
 //! # File layout
 //!
@@ -86,6 +91,15 @@
 //! first record whose length does not fit or whose CRC does not match: a torn write (crash in
 //! the middle of a record) or the zeros after the last record end the segment there.
 //!
+//! **End mark.** Segment files are recycled (the writer reuses the file of a sealed segment,
+//! see `writer.rs`), so the bytes after the last record may be an older segment's records with
+//! valid CRCs. Before it writes a record, the writer therefore puts an *end mark* right after
+//! where that record will end: 8 bytes, CRC 0 and cap_len `u32::MAX` (a length that cannot
+//! fit, so every reader stops there). A record becomes valid only with its CRC, written last;
+//! by then the mark after it is in place, so at any moment (a `kill -9` included) the valid
+//! records are exactly this segment's. The directory of a sealed segment overwrites the last
+//! mark.
+//!
 //! A *stream definition* record (flag bit 7) is written before the first packet of each stream
 //! of the segment: its `stream_id` is the new id (ids are 1, 2, 3... in order of appearance),
 //! its class the class of that first packet, its frame the 44-byte stream key:
@@ -145,6 +159,7 @@
 //! bytes, plus 4 bytes of directory); a stream costs an 80-byte definition record and a
 //! 128-byte directory entry.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::StreamKey;
@@ -466,6 +481,16 @@ pub(crate) struct RecordFields {
 /// Writes a record into `dst` (exactly `record_len(frame.len())` bytes, zeroed beforehand):
 /// frame and fields first, the CRC last, so that a torn write never validates.
 ///
+/// Length of an end mark (see the module doc).
+pub(crate) const END_MARK_LEN: usize = 8;
+
+/// Writes an end mark at the start of `b`: a record header with CRC 0 and cap_len `u32::MAX`,
+/// which no reader takes for a record (see the module doc).
+pub(crate) fn write_end_mark(b: &mut [u8]) {
+    wr_u32(b, 0, 0);
+    wr_u32(b, 4, u32::MAX);
+}
+
 /// The CRC is computed over the header built on the stack and over the source frame, not
 /// read back from `dst`: `dst` is a freshly mapped page the copy has just written, and reading
 /// it back waited for those stores (a third of the capture thread's time went there).
@@ -591,6 +616,30 @@ fn digits(s: &str, n: usize) -> Option<u64> {
         return None;
     }
     s.parse().ok()
+}
+
+/// The segments among `names` that exist sealed (plain or compressed), as
+/// (recorder, interface, queue, seq): an `.open` file of the same segment is then a copy's
+/// source that was not yet recycled (see "Store layout").
+pub(crate) fn sealed_segments(names: &[String]) -> HashSet<(String, String, u32, u64)> {
+    names
+        .iter()
+        .filter_map(|n| parse_name(n))
+        .filter(|p| matches!(p.kind, NameKind::Sealed | NameKind::Compressed))
+        .map(|p| (p.recorder, p.iface, p.queue, p.seq))
+        .collect()
+}
+
+impl ParsedName {
+    /// (recorder, interface, queue, seq).
+    pub(crate) fn segment_id(&self) -> (String, String, u32, u64) {
+        (
+            self.recorder.clone(),
+            self.iface.clone(),
+            self.queue,
+            self.seq,
+        )
+    }
 }
 
 /// Parses a file name of the store; `None` for anything else (foreign, temporary, lock).

@@ -95,7 +95,8 @@ pub struct WriterConfig {
     pub streams_max: u32,
     /// Compress sealed segments with zstd on the sealer thread.
     pub compress_sealed: bool,
-    /// Segments the spare thread keeps mapped and populated ahead of rotations (1..=4).
+    /// Segment files beside the active one (1..=4): ready for the next rotation, or being
+    /// sealed by copy. The writer keeps `spares + 1` files mapped and reuses them.
     pub spares: u32,
 }
 
@@ -103,8 +104,8 @@ impl WriterConfig {
     pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 256 << 20;
     pub const SEAL_AFTER_NS_DEFAULT: u64 = 60_000_000_000;
     pub const STREAMS_MAX_DEFAULT: u32 = 65536;
-    /// One spare ready: its thread needs less time to make the next (fallocate and populate
-    /// one segment) than a segment takes to fill at any rate one core records.
+    /// One spare: the sealer copies a segment and returns its file (0.1-0.3 s for 256 MiB
+    /// here) sooner than the next one fills at any rate one core records (0.7 s at 1.5 Mpps).
     pub const SPARES_DEFAULT: u32 = 1;
 
     /// A configuration with the defaults.

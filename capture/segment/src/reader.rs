@@ -9,8 +9,8 @@ use memmap2::Mmap;
 
 use crate::error::SegmentError;
 use crate::format::{
-    parse_name, parse_record, rd_u32, read_header, NameKind, RawRecord, SegmentHeader,
-    CALLER_FLAGS_MASK, FLAG_STREAM_DEF, HEADER_LEN, RECORD_ALIGN,
+    parse_name, parse_record, rd_u32, rd_u64, read_header, sealed_segments, NameKind, RawRecord,
+    SegmentHeader, CALLER_FLAGS_MASK, FLAG_STREAM_DEF, HEADER_LEN, RECORD_ALIGN,
 };
 use crate::scan::{decode_dir, scan};
 use crate::sys;
@@ -181,6 +181,21 @@ impl SegmentReader {
         &self.header
     }
 
+    /// False once the `.open` file this reader mapped has been recycled for a later segment
+    /// (sealed by copy; see the format's "Store layout"): records read from it since then may
+    /// be that later segment's. Always true for sealed and compressed files. A reader of an
+    /// `.open` file checks it after reading and discards what it read when it is false; the
+    /// segment is then found sealed, with the same records at the same offsets.
+    pub fn is_current(&self) -> bool {
+        if self.header.sealed {
+            return true;
+        }
+        let Data::Mapped(m) = &self.data else {
+            return true;
+        };
+        rd_u64(m, 32) == self.header.seq && rd_u64(m, 24) == self.header.created_ns
+    }
+
     /// Offset just past the last valid record.
     pub fn records_end(&self) -> u64 {
         self.end
@@ -299,12 +314,15 @@ pub fn list_segments(store: &Path) -> Result<Vec<SegmentInfo>, SegmentError> {
         }
     }
     names.sort();
+    let sealed = sealed_segments(&names);
     let mut out = Vec::new();
     for name in &names {
         let Some(p) = parse_name(name) else { continue };
         let path = dir.join(name);
         let created_ns = match p.kind {
             NameKind::Spare => continue,
+            // Sealed by copy, its `.open` source not yet recycled: the sealed one counts.
+            NameKind::Open if sealed.contains(&p.segment_id()) => continue,
             // Both forms exist only between the rename of the `.zst` and the removal.
             NameKind::Sealed if names.binary_search(&format!("{name}.zst")).is_ok() => continue,
             NameKind::Sealed | NameKind::Compressed => p.created_ns.unwrap_or(0),

@@ -1,9 +1,11 @@
 //! The crate's only unsafe code: memory maps and a few file syscalls.
 #![allow(unsafe_code)]
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 
@@ -136,12 +138,12 @@ pub(crate) fn punch_hole(file: &File, off: u64, len: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Drops the clean page cache pages of `file` (POSIX_FADV_DONTNEED): a sealed segment, synced,
-/// whose pages the next spare is to reuse (see the writer's `spare_main`). A no-op on tmpfs.
+/// Drops the clean page cache pages of `file` (POSIX_FADV_DONTNEED): a sealed copy that had
+/// to be written through the page cache. A no-op on tmpfs.
 pub(crate) fn drop_cache(file: &File) -> io::Result<()> {
     let len = usize::try_from(file.metadata()?.len())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // Dropping clean pages is cheaper per byte than populating them: larger pieces.
+    // Dropping clean pages is cheap per byte: larger pieces.
     for (off, chunk) in pieces(len, SYSCALL_CHUNK_BYTES * 4) {
         let (o, l) = (off_t(off as u64)?, off_t(chunk as u64)?);
         // SAFETY: plain syscall on a valid fd; no memory is passed.
@@ -153,16 +155,26 @@ pub(crate) fn drop_cache(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// Starts writeback of the dirty pages of `[off, off + len)` of `file` without waiting for
-/// it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`).
-pub(crate) fn start_writeback(file: &File, off: u64, len: u64) -> io::Result<()> {
-    let (o, l) = (off_t(off)?, off_t(len)?);
-    // SAFETY: plain syscall on a valid fd; no memory is passed.
-    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), o, l, libc::SYNC_FILE_RANGE_WRITE) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
+/// Creates `path` (it must not exist) for writing with `O_DIRECT`; where the file system
+/// refuses `O_DIRECT` (EINVAL), without it. Returns the file and whether it is direct. Writes
+/// to a direct file must be 4 KiB-aligned in memory, offset and length.
+pub(crate) fn create_direct(path: &Path) -> io::Result<(File, bool)> {
+    let open = |flags| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    match open(libc::O_DIRECT) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            // create_new: a failed open with O_CREAT may still have created the file.
+            let _ = std::fs::remove_file(path);
+            open(0).map(|f| (f, false))
+        }
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// Takes an exclusive `flock` without waiting; `Ok(false)` when another process holds it.

@@ -2,58 +2,59 @@
 //!
 //! Data path ([`SegmentWriter::append`]): a stream table lookup (keyed aHash, open
 //! addressing, preallocated; the capture pipeline prefetches the slot a few packets ahead
-//! with [`SegmentWriter::prefetch_stream`]), one `memcpy` into the mapping and a CRC computed
-//! over the source. No allocation, no lock, no syscall, no logging; counters are plain
+//! with [`SegmentWriter::prefetch_stream`]), an end mark after the record (see `format`), one
+//! `memcpy` into the mapping and a CRC computed over the source. No allocation, no lock, no syscall, no logging; counters are plain
 //! fields of the writer.
 //!
 //! Rotation (full, or `seal_after_ns` after the first record): the writer hands the full
-//! segment to the sealer thread and activates a spare that the spare thread preallocated,
-//! mapped and faulted in writable (`MADV_POPULATE_WRITE`) ahead of time, so the capture thread
-//! takes no page fault (write seq and time into its header, one `rename`). The capture thread
-//! never maps, unmaps or syncs during a rotation: the sealer unmaps and syncs the old segment.
+//! segment to the sealer thread and activates a spare: a preallocated file, mapped, its pages
+//! faulted in writable (`MADV_POPULATE_WRITE`), so the capture thread takes no page fault
+//! (write seq and time into its header, one `rename`). The capture thread never maps, unmaps
+//! or syncs during a rotation.
 //!
-//! Why three threads. A seal waits for the disk (msync and fsync of a whole segment): a spare
-//! made after it on the same thread came too late at high rates, and the capture thread had to
-//! make one itself (`spare_misses`), a stall of hundreds of ms. So the spare thread keeps
-//! `spares` segments ready, and [`SegmentWriter::open`] returns only once they are (before
-//! the first packet). Only a rotation that finds none ready makes one on the capture thread.
+//! Sealing by copy, and recycled files. The sealer writes the directory after the last
+//! record (in the mapping), then copies the used part of the file into a new file with
+//! `O_DIRECT`, fsyncs and renames it to the sealed name; the old `.open` file becomes a spare
+//! again (renamed, fresh header, pages re-faulted writable) and goes back to the writer's
+//! pool. So a writer keeps a fixed set of `spares + 1` files, mapped and resident, and at
+//! steady state no page of segment data is ever allocated, zeroed, written back from the page
+//! cache or freed. Why: where the host backs guest memory lazily and takes freed memory back
+//! at once (this project's VMs: `page_reporting` with `min_free_ms` 0), fresh page cache faulted
+//! in at 0.3-0.5 GB/s, so making a 256 MiB spare took 0.05-0.95 s of the capture core and
+//! decided whether spares came in time at 1.5 Mpps (benches/results/capture.md, rounds 2-6,
+//! when each sealed segment's pages were dropped and new files populated). A copy by
+//! `O_DIRECT` costs little CPU (the device reads the mapping), and the data is written once
+//! (the kernel writes back a recycled file's dirty pages only every `dirty_expire` interval).
+//! Older records stay in a recycled file after the current ones: the end mark (see `format`)
+//! keeps every reader from taking them for this segment's.
 //!
-//! Page recycling. The sealer hands each synced segment to the spare thread, which drops its
-//! page cache (`POSIX_FADV_DONTNEED`) just before it populates the next spare, so the spare
-//! reuses those pages; when a seal is under way it waits up to `RECYCLE_WAIT` for it. Where
-//! the host backs guest memory lazily and takes freed memory back (this project's VMs), a
-//! page that was free for a while costs ten times more to fault in (0.7-0.95 s for 256 MiB
-//! against 0.05-0.07 s), and without recycling the spare thread took most of a core at
-//! 1.5 Mpps. Sealed segments therefore do not stay in the page cache.
+//! When the copy fails (disk full: it needs new space), the segment is sealed in place as
+//! before (directory in the file, tail deallocated, rename; `seals_in_place`) and its file
+//! leaves the pool; the spare thread makes a new one when there is room. `seal` (shutdown) and
+//! crash recovery also seal in place. A rotation that finds no spare in the pool makes one on
+//! the capture thread (`spare_misses`, a stall of up to hundreds of ms); the pool shrinks back
+//! to `spares + 1` files as they return.
 //!
 //! Sharing a core. Helper threads run 10 nice levels below the capture thread, and every
 //! syscall of theirs that walks page cache pages (populate, msync, fadvise) covers at most
 //! `sys::SYSCALL_CHUNK_BYTES`: this kernel has no preemption, and one populate of 256 MiB kept
 //! a capture thread on the same core waiting 35 ms, past what its ring holds.
 //!
-//! Early writeback. Between seals the sealer starts writeback (`sync_file_range`, without
-//! waiting) of what the writer has filled of the active segment, `WRITEBACK_LAG_BYTES` behind
-//! it, so that the seal's fsync finds little left and the seal, and with it the recycling of
-//! the segment's pages, comes sooner. Measured on this project's 2-vCPU VM at 1.5 Mpps, 12
-//! runs each, alternating: spare misses 18 -> 9, runs without loss 4 -> 7
-//! (benches/results/capture.md, round 6).
-//!
 //! The sealer scans the records once (without CRC checks for its own records, whose end it
-//! knows), groups them by stream (counting sort), writes the directory after the last record,
-//! `msync`s the written part, deallocates the unused tail, renames `.open` to the sealed name
-//! and, if configured, compresses. Crash recovery runs the very same sealing, with CRC checks,
-//! on whatever `.open` file a killed writer left.
+//! knows) and groups them by stream (counting sort). Crash recovery runs the same scan, with
+//! CRC checks, on whatever `.open` file a killed writer left, and seals it in place.
 //!
 //! Memory: per stream 72 bytes of live state + 16 bytes of table slots (two slots per stream:
 //! load factor <= 1/2), i.e. 88 bytes * `streams_max` allocated once at open (5.5 MiB for the
-//! default 65536). Mappings of `segment_bytes_max`: the active one, the first spare, `spares`
-//! ready ones and the segments the sealer still syncs, so about (2 + `spares`) x
-//! `segment_bytes_max` of page cache per writer at full rate (1 GiB with the defaults; on
-//! tmpfs, memory). The sealer needs 32 bytes per record transiently.
+//! default 65536). Files of `segment_bytes_max`, mapped and resident from open on, whatever the
+//! rate: `spares + 1` (the active one and the spares, ready or being sealed), plus one per
+//! rotation that found none ready until it returns: 512 MiB per writer with the defaults, 1 GiB
+//! with `spares` 3. The sealer needs 32 bytes per record transiently.
 
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -64,10 +65,10 @@ use memmap2::MmapMut;
 use crate::error::{AppendError, SegmentError};
 use crate::format::{
     self, activate_header, dir_len, encode_key, open_name, parse_name, prefix, read_header,
-    record_len, sanitize_name, sealed_name, spare_name, write_header, write_record, write_seal,
-    NameKind, RecordFields, SegmentHeader, CALLER_FLAGS_MASK, CAPACITY_ALIGN, CAPACITY_MAX,
-    CAPACITY_MIN, DEF_RECORD_LEN, FLAG_RTP, FLAG_STREAM_DEF, FRAME_MAX, HEADER_LEN, KEY_LEN,
-    STREAMS_MAX,
+    record_len, sanitize_name, sealed_name, spare_name, write_end_mark, write_header, write_record,
+    write_seal, NameKind, RecordFields, SegmentHeader, CALLER_FLAGS_MASK, CAPACITY_ALIGN,
+    CAPACITY_MAX, CAPACITY_MIN, DEF_RECORD_LEN, END_MARK_LEN, FLAG_RTP, FLAG_STREAM_DEF, FRAME_MAX,
+    HEADER_LEN, KEY_LEN, STREAMS_MAX,
 };
 use crate::reader::{compress_segment, segments_dir};
 use crate::scan::{encode_dir, scan, scan_opt};
@@ -118,8 +119,11 @@ pub struct WriterStats {
     pub compress_errors: u64,
     /// Tail deallocations that failed (the file keeps its full size on disk).
     pub hole_punch_errors: u64,
-    /// Early writebacks that failed (that segment's seal then writes it all).
-    pub writeback_errors: u64,
+    /// Segment files reused for a later segment after a seal by copy.
+    pub recycled: u64,
+    /// Segments sealed in place (not copied) because their copy failed, e.g. disk full; their
+    /// file is not recycled.
+    pub seals_in_place: u64,
     /// Rotations that waited because the sealer queue was full.
     pub seal_queue_waits: u64,
     /// The last error outside the data path, for a person to read.
@@ -162,16 +166,15 @@ struct Shared {
     compress_errors: AtomicU64,
     spare_errors: AtomicU64,
     hole_punch_errors: AtomicU64,
-    writeback_errors: AtomicU64,
+    recycled: AtomicU64,
+    seals_in_place: AtomicU64,
     /// Spare file names: `spare_name(prefix, token)`, unique per writer.
     tokens: AtomicU64,
-    /// Seal jobs handed to the sealer and not finished yet.
-    seals_pending: AtomicU64,
-    /// Spares the spare thread has made and the writer not taken yet.
+    /// Spares in the pool (made or recycled) that the writer has not taken yet.
     spares_ready: AtomicU64,
-    /// How far the writer has filled the active segment (published every
-    /// `PUBLISH_POS_BYTES`), for the sealer's early writeback.
-    active_pos: AtomicU64,
+    /// Segment files of this writer made by `create_spare` and not yet removed or sealed in
+    /// place: the active one, the spares, the ones being sealed.
+    slots_live: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -184,8 +187,6 @@ impl Shared {
 }
 
 enum Job {
-    /// The writer activated segment `seq`: write it back as it fills ([`EarlyWriteback`]).
-    Active(u64, File),
     Seal(Active),
     Barrier(SyncSender<()>),
     Stop,
@@ -201,6 +202,25 @@ fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| SegmentError::io("fsync directory", dir, e))
+}
+
+/// The header of a spare (seq and time are filled at activation).
+fn spare_header(ctx: &Ctx) -> SegmentHeader {
+    SegmentHeader {
+        recorder: ctx.recorder.clone(),
+        iface: ctx.iface.clone(),
+        queue: ctx.queue,
+        seq: 0,
+        created_ns: 0,
+        capacity: ctx.capacity,
+        sealed: false,
+        sealed_ns: 0,
+        records_end: 0,
+        dir_offset: 0,
+        dir_len: 0,
+        dir_crc: 0,
+        packet_records: 0,
+    }
 }
 
 /// Creates and maps a preallocated spare with a header (seq and time filled at activation).
@@ -232,22 +252,8 @@ fn create_spare(ctx: &Ctx, shared: &Shared) -> Result<Active, SegmentError> {
             return Err(e);
         }
     };
-    let h = SegmentHeader {
-        recorder: ctx.recorder.clone(),
-        iface: ctx.iface.clone(),
-        queue: ctx.queue,
-        seq: 0,
-        created_ns: 0,
-        capacity: ctx.capacity,
-        sealed: false,
-        sealed_ns: 0,
-        records_end: 0,
-        dir_offset: 0,
-        dir_len: 0,
-        dir_crc: 0,
-        packet_records: 0,
-    };
-    write_header(&mut map, &h);
+    write_header(&mut map, &spare_header(ctx));
+    shared.slots_live.fetch_add(1, Ordering::Relaxed);
     Ok(Active {
         file,
         map,
@@ -267,64 +273,62 @@ fn create_spare(ctx: &Ctx, shared: &Shared) -> Result<Active, SegmentError> {
 pub(crate) struct Sealed {
     pub path: PathBuf,
     pub packets: u64,
-    /// The sealed file, synced (`None` when it was removed for having no packet).
-    pub file: Option<File>,
 }
 
-/// Seals a mapped segment file: scan, directory after the last record, seal header, msync,
-/// deallocate the tail, fsync, rename to the sealed name, fsync the directory. A file with no
-/// packet record is removed instead (`packets == 0` in the result). Used by the sealer thread,
-/// `SegmentWriter::seal` and crash recovery alike.
-fn seal_file(
-    file: File,
-    mut map: MmapMut,
+/// A segment whose directory and seal header are written into its mapping, ready to be made
+/// durable (in place or by copy).
+struct Finished {
+    header: SegmentHeader,
+    /// End of the directory rounded up to a page (the bytes between are zeros).
+    page_end: usize,
+    packets: u64,
+}
+
+/// Scans a mapped segment, writes the directory after the last record, zeros the rest of that
+/// page and writes the seal part of the header: everything a seal does in the mapping. `None`
+/// when the segment holds no packet record. `own_end`: where this process's own records end
+/// (no CRC checks needed up to there).
+fn finish_in_map(
+    file: &File,
+    map: &mut MmapMut,
     path: &Path,
-    seg_dir: &Path,
-    hole_punch_errors: &AtomicU64,
     own_end: Option<u64>,
-) -> Result<Sealed, SegmentError> {
+) -> Result<Option<Finished>, SegmentError> {
     let file_len = map.len() as u64;
-    let mut h = read_header(&map, file_len).map_err(|what| SegmentError::Format {
+    let mut h = read_header(map, file_len).map_err(|what| SegmentError::Format {
         path: path.into(),
         what,
     })?;
     let s = match own_end {
         Some(end) => {
-            let s = scan_opt(&map, HEADER_LEN as u64, end, false);
+            let s = scan_opt(map, HEADER_LEN as u64, end, false);
             // Our own records end exactly there; anything else and the CRCs decide.
             if s.end == end {
                 s
             } else {
-                scan(&map, HEADER_LEN as u64, file_len)
+                scan(map, HEADER_LEN as u64, file_len)
             }
         }
-        None => scan(&map, HEADER_LEN as u64, file_len),
+        None => scan(map, HEADER_LEN as u64, file_len),
     };
     if s.packets == 0 {
-        drop(map);
-        drop(file);
-        fs::remove_file(path).map_err(|e| SegmentError::io("remove empty segment", path, e))?;
-        return Ok(Sealed {
-            path: path.into(),
-            packets: 0,
-            file: None,
-        });
+        return Ok(None);
     }
     let dlen = s.dir.encoded_len();
     let dir_end = s.end + dlen;
     if dir_end > file_len {
         // Only for files a writer of another configuration left: ours always keep room.
-        drop(map);
         let new_len = dir_end.div_ceil(CAPACITY_ALIGN) * CAPACITY_ALIGN;
-        sys::preallocate(&file, new_len).map_err(|e| SegmentError::NoRoom {
+        sys::preallocate(file, new_len).map_err(|e| SegmentError::NoRoom {
             path: path.into(),
             source: e,
         })?;
-        map = sys::map_mut(&file, new_len, false).map_err(|e| SegmentError::io("mmap", path, e))?;
+        *map = sys::map_mut(file, new_len, false).map_err(|e| SegmentError::io("mmap", path, e))?;
     }
     let (start, end) = (s.end as usize, dir_end as usize);
     encode_dir(&s.dir, &mut map[start..end]);
-    // Whatever a torn record left between the directory and the next page: zeros.
+    // Whatever a torn record (or, in a recycled file, an older segment) left between the
+    // directory and the next page: zeros.
     let page_end =
         (dir_end.div_ceil(CAPACITY_ALIGN) * CAPACITY_ALIGN).min(map.len() as u64) as usize;
     map[end..page_end].fill(0);
@@ -335,10 +339,33 @@ fn seal_file(
     h.dir_len = dlen;
     h.dir_crc = crc32c::crc32c(&map[start..end]);
     h.packet_records = s.packets;
-    write_seal(&mut map, &h);
+    write_seal(map, &h);
+    Ok(Some(Finished {
+        header: h,
+        page_end,
+        packets: s.packets,
+    }))
+}
+
+fn final_path(seg_dir: &Path, h: &SegmentHeader) -> PathBuf {
+    let pfx = prefix(&h.recorder, &h.iface, h.queue);
+    seg_dir.join(sealed_name(&pfx, h.seq, h.created_ns))
+}
+
+/// Seals a finished segment in place: msync, deallocate the tail, fsync, rename to the sealed
+/// name, fsync the directory.
+fn seal_in_place(
+    file: File,
+    map: MmapMut,
+    path: &Path,
+    seg_dir: &Path,
+    fin: &Finished,
+    hole_punch_errors: &AtomicU64,
+) -> Result<Sealed, SegmentError> {
     let mapped_len = map.len() as u64;
+    let page_end = fin.page_end;
     // In pieces: see `sys::SYSCALL_CHUNK_BYTES`. Only the pages up to the directory's end were
-    // written; the rest of the mapping is clean and is punched out below.
+    // written; the rest is punched out below (in a recycled file it holds older bytes).
     for (off, len) in sys::pieces(page_end, sys::SYSCALL_CHUNK_BYTES) {
         map.flush_range(off, len)
             .map_err(|e| SegmentError::io("msync", path, e))?;
@@ -351,37 +378,88 @@ fn seal_file(
     }
     file.sync_all()
         .map_err(|e| SegmentError::io("fsync", path, e))?;
-
-    let pfx = prefix(&h.recorder, &h.iface, h.queue);
-    let dst = seg_dir.join(sealed_name(&pfx, h.seq, h.created_ns));
+    let dst = final_path(seg_dir, &fin.header);
     fs::rename(path, &dst).map_err(|e| SegmentError::io("rename", path, e))?;
     sync_dir(seg_dir)?;
     Ok(Sealed {
         path: dst,
-        packets: s.packets,
-        file: Some(file),
+        packets: fin.packets,
     })
 }
 
-fn seal_active(a: Active, ctx: &Ctx, shared: &Shared) -> Result<Sealed, SegmentError> {
-    let Active {
-        file,
-        map,
-        path,
-        pos,
-        own,
-        ..
-    } = a;
-    let own_end = own.then_some(pos);
-    let r = seal_file(
-        file,
-        map,
-        &path,
-        &ctx.seg_dir,
-        &shared.hole_punch_errors,
-        own_end,
-    );
-    match &r {
+/// Seals a finished segment by copying it into a new file (`<sealed name>.tmp`, its first
+/// `page_end` bytes, the logical size the capacity as for every sealed file), fsync, rename,
+/// fsync the directory. The mapping stays as it is, to be recycled.
+///
+/// Why a copy: a segment file whose pages stay in memory can be reused without faulting in a
+/// single fresh page, and on this project's VMs fresh memory is what made rotations late (see
+/// the module doc). `O_DIRECT` writes straight from the mapping: no second copy in the page
+/// cache, and little CPU on the core the capture thread shares.
+fn seal_by_copy(map: &MmapMut, seg_dir: &Path, fin: &Finished) -> Result<Sealed, SegmentError> {
+    let dst = final_path(seg_dir, &fin.header);
+    let mut tmp = dst.clone().into_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let copy = || -> Result<(), SegmentError> {
+        let (out, direct) =
+            sys::create_direct(&tmp).map_err(|e| SegmentError::io("create", &tmp, e))?;
+        out.set_len(map.len() as u64)
+            .map_err(|e| SegmentError::io("ftruncate", &tmp, e))?;
+        for (off, len) in sys::pieces(fin.page_end, COPY_PIECE_BYTES) {
+            out.write_all_at(&map[off..off + len], off as u64)
+                .map_err(|e| SegmentError::io("write", &tmp, e))?;
+        }
+        out.sync_all()
+            .map_err(|e| SegmentError::io("fsync", &tmp, e))?;
+        if !direct {
+            // Written through the page cache (a file system without O_DIRECT): do not keep it.
+            let _ = sys::drop_cache(&out);
+        }
+        fs::rename(&tmp, &dst).map_err(|e| SegmentError::io("rename", &tmp, e))?;
+        sync_dir(seg_dir)
+    };
+    match copy() {
+        Ok(()) => Ok(Sealed {
+            path: dst,
+            packets: fin.packets,
+        }),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A seal's copy is written in pieces of this size (one `pwrite` each).
+const COPY_PIECE_BYTES: usize = 8 << 20;
+
+/// Seals a mapped segment file in place; a file with no packet record is removed instead
+/// (`packets == 0` in the result). Used by `SegmentWriter::seal` and crash recovery.
+fn seal_file(
+    file: File,
+    mut map: MmapMut,
+    path: &Path,
+    seg_dir: &Path,
+    hole_punch_errors: &AtomicU64,
+    own_end: Option<u64>,
+) -> Result<Sealed, SegmentError> {
+    match finish_in_map(&file, &mut map, path, own_end)? {
+        Some(fin) => seal_in_place(file, map, path, seg_dir, &fin, hole_punch_errors),
+        None => {
+            drop(map);
+            drop(file);
+            fs::remove_file(path).map_err(|e| SegmentError::io("remove empty segment", path, e))?;
+            Ok(Sealed {
+                path: path.into(),
+                packets: 0,
+            })
+        }
+    }
+}
+
+/// Counts a seal (and compresses the sealed file when configured) or its failure.
+fn count_seal(r: &Result<Sealed, SegmentError>, ctx: &Ctx, shared: &Shared) {
+    match r {
         Ok(s) if s.packets > 0 => {
             shared.seals.fetch_add(1, Ordering::Relaxed);
             if ctx.compress {
@@ -402,44 +480,143 @@ fn seal_active(a: Active, ctx: &Ctx, shared: &Shared) -> Result<Sealed, SegmentE
             shared.error(e);
         }
     }
+}
+
+/// Seals a segment in place (its file is not reused). For `SegmentWriter::seal`, a sealer
+/// that is gone, and recovery.
+fn seal_active(a: Active, ctx: &Ctx, shared: &Shared) -> Result<Sealed, SegmentError> {
+    let Active {
+        file,
+        map,
+        path,
+        pos,
+        own,
+        ..
+    } = a;
+    if own {
+        shared.slots_live.fetch_sub(1, Ordering::Relaxed);
+    }
+    let own_end = own.then_some(pos);
+    let r = seal_file(
+        file,
+        map,
+        &path,
+        &ctx.seg_dir,
+        &shared.hole_punch_errors,
+        own_end,
+    );
+    count_seal(&r, ctx, shared);
     r
+}
+
+/// The sealer's way: seals a segment of this writer by copy and returns its file, emptied, to
+/// be the next spare; when the copy fails (disk full, say), seals it in place as before and
+/// returns `None` (the spare thread makes a new file when there is room).
+fn seal_and_recycle(mut a: Active, ctx: &Ctx, shared: &Shared) -> Option<Active> {
+    let fin = match finish_in_map(&a.file, &mut a.map, &a.path, Some(a.pos)) {
+        Ok(Some(fin)) => fin,
+        // No packet (a time rotation never starts an empty segment; a shutdown race can):
+        // nothing to keep, the file is reused as it is.
+        Ok(None) => return recycle(a, ctx, shared),
+        Err(e) => {
+            let r = Err(e);
+            count_seal(&r, ctx, shared);
+            return None;
+        }
+    };
+    let r = seal_by_copy(&a.map, &ctx.seg_dir, &fin);
+    match r {
+        Ok(s) => {
+            count_seal(&Ok(s), ctx, shared);
+            recycle(a, ctx, shared)
+        }
+        Err(e) => {
+            shared.error(&e);
+            shared.seals_in_place.fetch_add(1, Ordering::Relaxed);
+            shared.slots_live.fetch_sub(1, Ordering::Relaxed);
+            let Active {
+                file, map, path, ..
+            } = a;
+            let r = seal_in_place(
+                file,
+                map,
+                &path,
+                &ctx.seg_dir,
+                &fin,
+                &shared.hole_punch_errors,
+            );
+            count_seal(&r, ctx, shared);
+            None
+        }
+    }
+}
+
+/// Turns a sealed-by-copy (or empty) `.open` file back into a spare: renamed to a new spare
+/// name first (readers stop seeing it), then a fresh header and an end mark at the first
+/// record, then its pages faulted in writable again (those the kernel wrote back meanwhile
+/// were write-protected). `None` when it cannot be (the file is removed).
+fn recycle(mut a: Active, ctx: &Ctx, shared: &Shared) -> Option<Active> {
+    let token = shared.tokens.fetch_add(1, Ordering::Relaxed);
+    let path = ctx.seg_dir.join(spare_name(&ctx.prefix, token));
+    if let Err(e) = fs::rename(&a.path, &path) {
+        shared.error(&SegmentError::io("rename", &a.path, e));
+        discard(a, shared);
+        return None;
+    }
+    a.path = path;
+    write_header(&mut a.map, &spare_header(ctx));
+    write_end_mark(&mut a.map[HEADER_LEN..HEADER_LEN + END_MARK_LEN]);
+    let _ = sys::populate_write(&mut a.map);
+    a.seq = 0;
+    a.created_ns = 0;
+    a.pos = HEADER_LEN as u64;
+    a.packets = 0;
+    a.tracked = 0;
+    a.streams = 0;
+    a.own = true;
+    shared.recycled.fetch_add(1, Ordering::Relaxed);
+    Some(a)
+}
+
+/// Removes a spare's file for good.
+fn discard(a: Active, shared: &Shared) {
+    let _ = fs::remove_file(&a.path);
+    shared.slots_live.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Offers a spare to the writer; removes it when the pool already holds enough.
+fn offer(a: Active, pool: &SyncSender<Active>, shared: &Shared, target: u64) {
+    // Count first: the writer decrements when it takes one.
+    if shared.slots_live.load(Ordering::Relaxed) > target {
+        // Made by a rotation that found no spare: back to the planned number of files.
+        discard(a, shared);
+        return;
+    }
+    shared.spares_ready.fetch_add(1, Ordering::Relaxed);
+    if let Err(TrySendError::Full(a) | TrySendError::Disconnected(a)) = pool.try_send(a) {
+        shared.spares_ready.fetch_sub(1, Ordering::Relaxed);
+        discard(a, shared);
+    }
 }
 
 fn sealer_main(
     ctx: Ctx,
     shared: Arc<Shared>,
     jobs: Receiver<Job>,
-    recycle: SyncSender<Option<File>>,
+    pool: SyncSender<Active>,
+    wake_spare: SyncSender<()>,
+    target: u64,
 ) {
     sys::lower_thread_priority();
-    let mut wb = EarlyWriteback::default();
-    loop {
-        let job = match jobs.recv_timeout(WRITEBACK_POLL) {
-            Ok(job) => job,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                wb.step(&shared);
-                continue;
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
+    while let Ok(job) = jobs.recv() {
         match job {
-            Job::Active(seq, file) => wb.start(seq, file),
-            Job::Seal(a) => {
-                wb.sealing(a.seq);
-                let sealed = seal_active(a, &ctx, &shared);
-                shared.seals_pending.fetch_sub(1, Ordering::Relaxed);
-                // Its pages are freed by the spare thread right before it populates the next
-                // spare, which then reuses them (see `spare_main`). Sent even when there is
-                // no file, so that a spare thread waiting for one stops waiting.
-                let file = sealed.ok().and_then(|s| s.file);
-                if let Err(TrySendError::Full(f) | TrySendError::Disconnected(f)) =
-                    recycle.try_send(file)
-                {
-                    if let Some(f) = f {
-                        let _ = sys::drop_cache(&f);
-                    }
+            Job::Seal(a) => match seal_and_recycle(a, &ctx, &shared) {
+                Some(a) => offer(a, &pool, &shared, target),
+                // One file fewer: the spare thread makes another when it can.
+                None => {
+                    let _ = wake_spare.try_send(());
                 }
-            }
+            },
             Job::Barrier(done) => {
                 let _ = done.send(());
             }
@@ -448,117 +625,33 @@ fn sealer_main(
     }
 }
 
-/// How often the sealer looks at the active segment to start its writeback.
-const WRITEBACK_POLL: Duration = Duration::from_millis(20);
-/// The writer publishes its position in the active segment every this many bytes.
-const PUBLISH_POS_BYTES: u64 = 1 << 20;
-/// Writeback starts in pieces of at least this much, and stays this far behind the writer.
-const WRITEBACK_STEP_BYTES: u64 = 8 << 20;
-const WRITEBACK_LAG_BYTES: u64 = 4 << 20;
-
-/// Starts writeback (`sync_file_range`, not waiting) of the part of the active segment the
-/// writer has left behind, so that its seal's fsync finds little to do and the seal, and the
-/// recycling of its pages into the next spare, come sooner.
-#[derive(Default)]
-struct EarlyWriteback {
-    /// The active segment (sequence number and file), as the writer last announced it.
-    file: Option<(u64, File)>,
-    done: u64,
-}
-
-impl EarlyWriteback {
-    fn start(&mut self, seq: u64, file: File) {
-        self.file = Some((seq, file));
-        self.done = 0;
-    }
-
-    /// Segment `seq` is being sealed: nothing more to write back early.
-    fn sealing(&mut self, seq: u64) {
-        if self.file.as_ref().is_some_and(|f| f.0 == seq) {
-            self.file = None;
-        }
-    }
-
-    fn step(&mut self, shared: &Shared) {
-        let Some((_, f)) = &self.file else { return };
-        let pos = shared.active_pos.load(Ordering::Relaxed);
-        let end = pos.saturating_sub(WRITEBACK_LAG_BYTES) & !((2 << 20) - 1);
-        if end < self.done + WRITEBACK_STEP_BYTES {
-            return;
-        }
-        for (off, len) in sys::pieces((end - self.done) as usize, sys::SYSCALL_CHUNK_BYTES) {
-            if sys::start_writeback(f, self.done + off as u64, len as u64).is_err() {
-                shared.writeback_errors.fetch_add(1, Ordering::Relaxed);
-                self.file = None;
-                return;
-            }
-        }
-        self.done = end;
-    }
-}
-
 /// How long `open` waits for the spare thread's spares.
 const FIRST_SPARE_WAIT: Duration = Duration::from_secs(5);
-
-/// How long the spare thread waits for a segment being sealed to free its pages.
-const RECYCLE_WAIT: Duration = Duration::from_millis(1000);
 
 /// After a failed spare (disk full), the spare thread tries again this much later.
 const SPARE_RETRY: Duration = Duration::from_secs(1);
 
-/// Keeps `spares` spares ready: the channel holds `spares - 1` and the thread blocks in `send`
-/// with one more. Ends when the writer drops the receiver or sets `stop`.
-///
-/// Before it populates a spare it drops the page cache of the segments the sealer has synced
-/// since (`recycle`), so that the spare reuses those pages. Pages that were free for a while
-/// cost far more to fault in where the host backs guest memory lazily and takes free memory
-/// back (this project's VMs report free pages to the host at once): measured here, 0.7-0.95 s
-/// to populate 256 MiB of such pages against 0.05-0.07 s for pages freed just before.
+/// Makes segment files until the writer has `target` of them (the active one, the spares,
+/// the ones being sealed): at open, and after a seal in place or a failed recycling took one
+/// away. Files normally come back from the sealer ([`recycle`]), so in steady state this
+/// thread sleeps. Ends when `stop` is set.
 fn spare_main(
     ctx: Ctx,
     shared: Arc<Shared>,
-    spares: SyncSender<Active>,
-    recycle: Receiver<Option<File>>,
+    pool: SyncSender<Active>,
+    wake: Receiver<()>,
     stop: Arc<AtomicBool>,
+    target: u64,
 ) {
     sys::lower_thread_priority();
     while !stop.load(Ordering::Relaxed) {
-        let mut dropped = false;
-        while let Ok(f) = recycle.try_recv() {
-            if let Some(f) = f {
-                dropped |= sys::drop_cache(&f).is_ok();
-            }
-        }
-        // Nothing to recycle yet but a seal under way: wait for its pages rather than fault
-        // in fresh memory (ten times slower here). The spares already made cover the wait
-        // (2 spares of 256 MiB: 1.4 s at 1.5 Mpps).
-        let until = Instant::now() + RECYCLE_WAIT;
-        while !dropped
-            && shared.seals_pending.load(Ordering::Relaxed) > 0
-            && !stop.load(Ordering::Relaxed)
-            && Instant::now() < until
-        {
+        if shared.slots_live.load(Ordering::Relaxed) >= target {
             // In short waits, so that a writer being dropped is not kept waiting.
-            match recycle.recv_timeout(Duration::from_millis(50)) {
-                Ok(Some(f)) => dropped = sys::drop_cache(&f).is_ok(),
-                Ok(None) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
+            let _ = wake.recv_timeout(Duration::from_millis(50));
+            continue;
         }
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let r = create_spare(&ctx, &shared);
-        match r {
-            Ok(a) => {
-                shared.spares_ready.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = spares.send(a) {
-                    // The writer is gone: do not leak a preallocated file.
-                    let _ = fs::remove_file(&e.0.path);
-                    return;
-                }
-            }
+        match create_spare(&ctx, &shared) {
+            Ok(a) => offer(a, &pool, &shared, target),
             Err(e) => {
                 shared.spare_errors.fetch_add(1, Ordering::Relaxed);
                 shared.error(&e);
@@ -675,13 +768,29 @@ pub struct SegmentWriter {
     spares: Option<Receiver<Active>>,
     spare_thread: Option<JoinHandle<()>>,
     spare_stop: Arc<AtomicBool>,
-    /// Last `active_pos` published.
-    published_pos: u64,
     _lock: File,
 }
 
 /// Most spares a writer keeps ready.
 pub const SPARES_MAX: u32 = 4;
+
+/// Seal jobs queued to the sealer before a rotation waits (`seal_queue_waits`).
+const SEAL_QUEUE_LEN: usize = 8;
+
+/// The spare pool's channel: more than the files that can exist at once (the active one, the
+/// seal queue, the one being sealed, the spares, the held one), so no send ever waits.
+const POOL_LEN: usize = SEAL_QUEUE_LEN + SPARES_MAX as usize + 4;
+
+/// Puts an end mark at `at` (where the record about to be written ends), before that record
+/// gets its CRC: see `format` ("End mark"). The fence keeps the compiler (and weaker CPUs than
+/// x86) from moving the record's stores before the mark's.
+#[inline]
+fn put_end_mark(map: &mut MmapMut, at: usize) {
+    if let Some(b) = map.get_mut(at..at + END_MARK_LEN) {
+        write_end_mark(b);
+    }
+    fence(Ordering::Release);
+}
 
 /// Retry creating a segment at most this often after a failure.
 const RETRY_NS: u64 = 1_000_000_000;
@@ -747,22 +856,25 @@ impl SegmentWriter {
         // The first segment, preallocated now so the first packet does not wait for it. A full
         // disk is not fatal: capture runs, drops are counted, the spare thread retries.
         let first = create_spare(&ctx, &shared);
-        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(8);
-        let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Option<File>>(8);
+        // Segment files in all: the active one and `spares` more (ready, or being sealed).
+        let target = u64::from(cfg.spares) + 1;
+        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(SEAL_QUEUE_LEN);
+        // Room for every file that can come back at once, so that neither thread ever waits.
+        let (pool_tx, pool_rx) = mpsc::sync_channel::<Active>(POOL_LEN);
+        let (wake_tx, wake_rx) = mpsc::sync_channel::<()>(1);
         let thread = {
-            let (ctx, shared) = (ctx.clone(), shared.clone());
+            let (ctx, shared, pool) = (ctx.clone(), shared.clone(), pool_tx.clone());
             std::thread::Builder::new()
                 .name(format!("xseg-seal-q{}", cfg.queue))
-                .spawn(move || sealer_main(ctx, shared, jobs_rx, recycle_tx))
+                .spawn(move || sealer_main(ctx, shared, jobs_rx, pool, wake_tx, target))
                 .map_err(|e| SegmentError::io("spawn sealer thread for", &seg_dir, e))?
         };
         let spare_stop = Arc::new(AtomicBool::new(false));
-        let (spare_tx, spare_rx) = mpsc::sync_channel::<Active>(cfg.spares as usize - 1);
         let spare_thread = {
             let (ctx, shared, stop) = (ctx.clone(), shared.clone(), spare_stop.clone());
             std::thread::Builder::new()
                 .name(format!("xseg-spare-q{}", cfg.queue))
-                .spawn(move || spare_main(ctx, shared, spare_tx, recycle_rx, stop))
+                .spawn(move || spare_main(ctx, shared, pool_tx, wake_rx, stop, target))
                 .map_err(|e| SegmentError::io("spawn spare thread for", &seg_dir, e))?
         };
         let mut w = SegmentWriter {
@@ -779,10 +891,9 @@ impl SegmentWriter {
             shared,
             jobs: Some(jobs_tx),
             thread: Some(thread),
-            spares: Some(spare_rx),
+            spares: Some(pool_rx),
             spare_thread: Some(spare_thread),
             spare_stop,
-            published_pos: 0,
             _lock: lock,
         };
         match first {
@@ -850,19 +961,14 @@ impl SegmentWriter {
         let Some(tx) = &self.jobs else {
             return Err(job);
         };
-        let seal = matches!(job, Job::Seal(_));
-        let r = match tx.try_send(job) {
+        match tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(job)) => {
                 self.stats.seal_queue_waits += 1;
                 tx.send(job).map_err(|e| e.0)
             }
             Err(TrySendError::Disconnected(job)) => Err(job),
-        };
-        if seal && r.is_ok() {
-            self.shared.seals_pending.fetch_add(1, Ordering::Relaxed);
         }
-        r
     }
 
     /// Takes a spare: the one held, one the spare thread made, or a new one made here.
@@ -890,21 +996,15 @@ impl SegmentWriter {
         activate_header(&mut a.map, seq, now_ns);
         let open = self.ctx.seg_dir.join(open_name(&self.ctx.prefix, seq));
         if let Err(e) = fs::rename(&a.path, &open) {
-            let _ = fs::remove_file(&a.path);
+            let e = SegmentError::io("rename", &a.path, e);
+            discard(a, &self.shared);
             self.retry_after_ns = now_ns.saturating_add(RETRY_NS);
-            return Err(self.count_no_segment(Some(SegmentError::io("rename", &a.path, e))));
+            return Err(self.count_no_segment(Some(e)));
         }
         self.next_seq += 1;
         a.path = open;
         a.seq = seq;
         a.created_ns = now_ns;
-        self.shared.active_pos.store(a.pos, Ordering::Relaxed);
-        self.published_pos = a.pos;
-        // Without waiting: when the sealer's queue is full this segment is not written back
-        // early (its seal writes it all).
-        if let (Some(tx), Ok(f)) = (&self.jobs, a.file.try_clone()) {
-            let _ = tx.try_send(Job::Active(seq, f));
-        }
         self.table.clear();
         self.stats.segments_opened += 1;
         self.stats.active_streams = 0;
@@ -1039,6 +1139,7 @@ impl SegmentWriter {
             rtp_ts: 0,
         };
         let p = a.pos as usize;
+        put_end_mark(&mut a.map, p + DEF_RECORD_LEN);
         write_record(&mut a.map[p..p + DEF_RECORD_LEN], &f, &kb);
         a.pos += DEF_RECORD_LEN as u64;
         a.streams += 1;
@@ -1077,12 +1178,9 @@ impl SegmentWriter {
         };
         let offset = a.pos;
         let p = offset as usize;
+        put_end_mark(&mut a.map, p + len);
         write_record(&mut a.map[p..p + len], &f, frame);
         a.pos += len as u64;
-        if a.pos >= self.published_pos + PUBLISH_POS_BYTES {
-            self.published_pos = a.pos;
-            self.shared.active_pos.store(a.pos, Ordering::Relaxed);
-        }
         a.packets += 1;
         if stream_id != 0 {
             a.tracked += 1;
@@ -1189,7 +1287,8 @@ impl SegmentWriter {
         st.compress_errors = s.compress_errors.load(Ordering::Relaxed);
         st.spare_errors = s.spare_errors.load(Ordering::Relaxed);
         st.hole_punch_errors = s.hole_punch_errors.load(Ordering::Relaxed);
-        st.writeback_errors = s.writeback_errors.load(Ordering::Relaxed);
+        st.recycled = s.recycled.load(Ordering::Relaxed);
+        st.seals_in_place = s.seals_in_place.load(Ordering::Relaxed);
         if let Ok(mut g) = s.last_error.lock() {
             if let Some(e) = g.take() {
                 st.last_error = Some(e);
@@ -1211,19 +1310,19 @@ impl Drop for SegmentWriter {
             }
         }
         self.jobs = None;
-        // Spares are never handed out again: remove their files. Dropping the receiver ends
-        // the spare thread's blocked `send` (it removes that file itself).
+        // Spares are never handed out again: remove their files, once the spare thread (which
+        // waits in steps of 50 ms) has ended and cannot add one.
         self.spare_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.spare_thread.take() {
+            let _ = t.join();
+        }
         if let Some(a) = self.spare.take() {
-            let _ = fs::remove_file(&a.path);
+            discard(a, &self.shared);
         }
         if let Some(rx) = self.spares.take() {
             while let Ok(a) = rx.try_recv() {
-                let _ = fs::remove_file(&a.path);
+                discard(a, &self.shared);
             }
-        }
-        if let Some(t) = self.spare_thread.take() {
-            let _ = t.join();
         }
     }
 }
@@ -1241,6 +1340,7 @@ fn recover(ctx: &Ctx, shared: &Shared, stats: &mut WriterStats) -> Result<u64, S
         }
     }
     names.sort();
+    let sealed = format::sealed_segments(&names);
     let mut next_seq = 0u64;
     let ours = |p: &format::ParsedName| {
         p.recorder == ctx.recorder && p.iface == ctx.iface && p.queue == ctx.queue
@@ -1269,6 +1369,11 @@ fn recover(ctx: &Ctx, shared: &Shared, stats: &mut WriterStats) -> Result<u64, S
                 }
             }
             NameKind::Compressed => {}
+            // Killed after a seal by copy, before the `.open` file was recycled: the sealed
+            // file has it all.
+            NameKind::Open if sealed.contains(&p.segment_id()) => {
+                let _ = fs::remove_file(&path);
+            }
             NameKind::Open => match recover_one(&path, ctx, shared) {
                 Ok(s) if s.packets > 0 => {
                     stats.recovered += 1;
@@ -1339,45 +1444,6 @@ mod tests {
             dst_port: 5060,
             ssrc: Some(n),
         }
-    }
-
-    #[test]
-    fn early_writeback_follows_the_writer() {
-        let dir = std::env::temp_dir().join(format!("xdprec-wb-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("seg");
-        let f = File::create(&path).unwrap();
-        f.set_len(64 << 20).unwrap();
-        let shared = Shared::default();
-        let mut wb = EarlyWriteback::default();
-        shared.active_pos.store(21 << 20, Ordering::Relaxed);
-        wb.step(&shared);
-        assert_eq!(wb.done, 0, "no active segment yet");
-        wb.start(7, f.try_clone().unwrap());
-        wb.step(&shared);
-        // 4 MiB behind the writer, on a 2 MiB boundary.
-        assert_eq!(wb.done, 16 << 20);
-        shared.active_pos.store(27 << 20, Ordering::Relaxed);
-        wb.step(&shared);
-        assert_eq!(wb.done, 16 << 20, "less than a step further: waits");
-        shared.active_pos.store(29 << 20, Ordering::Relaxed);
-        wb.step(&shared);
-        assert_eq!(wb.done, 24 << 20);
-        // Sealing another segment changes nothing; sealing this one ends it.
-        wb.sealing(6);
-        assert!(wb.file.is_some());
-        wb.sealing(7);
-        shared.active_pos.store(40 << 20, Ordering::Relaxed);
-        wb.step(&shared);
-        assert_eq!(wb.done, 24 << 20);
-        // A new active segment starts from its beginning.
-        wb.start(8, f.try_clone().unwrap());
-        shared.active_pos.store(1 << 20, Ordering::Relaxed);
-        wb.step(&shared);
-        assert_eq!(wb.done, 0);
-        assert_eq!(shared.writeback_errors.load(Ordering::Relaxed), 0);
-        drop(f);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -372,3 +372,73 @@ fn crc32c_of(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// A segment written into a recycled file (one that held an earlier, larger segment) and left
+/// `.open` by a killed writer: readers and recovery must see this segment's records only,
+/// never the older ones that follow its end mark with valid CRCs.
+#[test]
+fn recycled_file_yields_only_its_own_records() {
+    let src = TempDir::new("recyc");
+    let keys = keys();
+    let mut w = SegmentWriter::open(cfg(src.path(), "torn", 64 * 1024)).unwrap();
+    // Frames of one length (`frame(i)` is 8 + i * 37 % 300 bytes), so that the older
+    // segment's records lie at exactly the offsets where this one's would go on.
+    let idx = |k: u64| 300 * k + 7;
+    let (mut seq, mut first_of_active) = (u64::MAX, 0u64);
+    let mut i = 0u64;
+    loop {
+        let m = meta(idx(i), &keys);
+        let a = w.append(&m, &frame(idx(i)), m.ts_ns).unwrap();
+        if a.segment_seq != seq {
+            // Let the sealer return the file of the segment just retired to the pool.
+            w.flush_sealer();
+            (seq, first_of_active) = (a.segment_seq, i);
+        }
+        i += 1;
+        if w.stats().recycled >= 2 && seq >= 3 && i - first_of_active == 20 {
+            break;
+        }
+        assert!(
+            i < 100_000,
+            "no recycled file became active: {:?}",
+            w.stats()
+        );
+    }
+    let mine: Vec<u64> = (first_of_active..i).map(idx).collect();
+    let from = w.active_path().unwrap().to_path_buf();
+    for damage_last_crc in [false, true] {
+        let dst = TempDir::new("recyc");
+        std::fs::create_dir_all(dst.path().join("segments")).unwrap();
+        let to = dst.path().join("segments").join(from.file_name().unwrap());
+        std::fs::copy(&from, &to).unwrap();
+        let r = SegmentReader::open(&to).unwrap();
+        let end = r.records_end() as usize;
+        drop(r);
+        let mut b = std::fs::read(&to).unwrap();
+        // The end mark, then an older segment's bytes: the case this test is about.
+        assert_eq!(&b[end..end + 8], &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert!(
+            b[end + 8..end + 4096].iter().any(|&x| x != 0),
+            "not a recycled file"
+        );
+        let want = if damage_last_crc {
+            // As if killed before the last record's CRC was written.
+            let last = mine.len() - 1;
+            let r = SegmentReader::open(&to).unwrap();
+            let off = r.records().nth(last).unwrap().offset as usize;
+            drop(r);
+            b[off] ^= 0x10;
+            std::fs::write(&to, &b).unwrap();
+            &mine[..last]
+        } else {
+            &mine[..]
+        };
+        let r = SegmentReader::open(&to).unwrap();
+        assert_eq!(indexes(&r), want);
+        drop(r);
+        let (idx, n) = recover(dst.path());
+        assert_eq!(idx, want);
+        assert_eq!(n, want.len() as u64);
+    }
+    drop(w);
+}

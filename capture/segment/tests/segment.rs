@@ -655,7 +655,7 @@ fn sizes_follow_the_documented_format() {
 }
 
 #[test]
-fn reader_of_the_open_file_survives_its_sealing() {
+fn reader_of_the_open_file_survives_its_sealing_and_knows_when_it_was_recycled() {
     let dir = TempDir::new("live");
     let keys: Vec<StreamKey> = (0..3).map(|n| key(n, None)).collect();
     let mut w = SegmentWriter::open(cfg(dir.path(), "live", 64 * 1024)).unwrap();
@@ -664,19 +664,30 @@ fn reader_of_the_open_file_survives_its_sealing() {
         w.append(&m, &frame(i), m.ts_ns).unwrap();
     }
     let r = SegmentReader::open(w.active_path().unwrap()).unwrap();
+    let seq = r.header().seq;
     let before: Vec<u64> = r.records().map(|x| frame_index(x.frame).unwrap()).collect();
     assert_eq!(before, (0..50).collect::<Vec<_>>());
-    // The writer goes on, fills, seals (directory written, tail deallocated, renamed).
+    assert!(r.is_current());
+    // The writer goes on, fills, seals by copy and reuses the file for later segments.
     for i in 50..2000u64 {
         let m = meta(i, &keys);
         w.append(&m, &frame(i), m.ts_ns).unwrap();
     }
     w.seal().unwrap();
     assert!(w.stats().seals >= 2);
-    // The snapshot is still readable through the old mapping (no SIGBUS, same records).
-    let after: Vec<u64> = r.records().map(|x| frame_index(x.frame).unwrap()).collect();
-    assert_eq!(after, before);
-    for s in r.streams() {
-        assert_eq!(r.stream_records(s.id).count() as u64, s.packets);
+    assert!(w.stats().recycled >= 1, "{:?}", w.stats());
+    // The old mapping still reads (no SIGBUS), and says that its file is another segment's now.
+    assert!(!r.is_current());
+    let _ = r.records().count();
+    // The records read before are those of the sealed segment, at the same offsets.
+    let infos = list_segments(dir.path()).unwrap();
+    let sealed = infos.iter().find(|i| i.seq == seq).unwrap();
+    assert!(sealed.sealed);
+    let s = SegmentReader::open(&sealed.path).unwrap();
+    assert!(s.is_current());
+    let got: Vec<u64> = s.records().map(|x| frame_index(x.frame).unwrap()).collect();
+    assert_eq!(&got[..50], &before[..]);
+    for st in s.streams() {
+        assert_eq!(s.stream_records(st.id).count() as u64, st.packets);
     }
 }

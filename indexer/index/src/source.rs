@@ -190,6 +190,13 @@ pub fn index_store_until(
             Ok(())
         })();
         match r {
+            // The `.open` file was recycled while being read (sealed by copy): what was read
+            // may be a later segment's. The next pass reads the sealed file from `start`.
+            Ok(()) if !reader.is_current() => {
+                ix.rollback()?;
+                stats.unreadable += 1;
+                continue;
+            }
             Ok(()) => ix.commit(&ctx, end, n, sealed)?,
             Err(_) if budget == 0 => {
                 let _ = ix.rollback();

@@ -23,6 +23,8 @@ pub enum ExportError {
     Segment { path: PathBuf, message: String },
     #[error("segment {path} has no valid record at offset {offset}: the index and the store disagree (was the store changed after indexing?)")]
     MissingRecord { path: PathBuf, offset: u64 },
+    #[error("segment {path} was recycled for a later segment while being read (sealed meanwhile); run the export again")]
+    Recycled { path: PathBuf },
     #[error("the export would hold more than {frames_max} frames; narrow it (a time range with --since/--until)")]
     TooLarge { frames_max: usize },
     #[error("{path}: {source}")]

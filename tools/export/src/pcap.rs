@@ -59,6 +59,15 @@ impl Readers {
         }
         Ok(&self.open[path])
     }
+
+    /// Fails when an `.open` segment read here was recycled meanwhile: what was read from it
+    /// may be a later segment's (see `SegmentReader::is_current`).
+    fn check_current(&self) -> Result<(), ExportError> {
+        match self.open.iter().find(|(_, r)| !r.is_current()) {
+            Some((path, _)) => Err(ExportError::Recycled { path: path.clone() }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Reads the frames `refs` name, with fragments in place of reassembled datagrams, sorted by
@@ -112,6 +121,7 @@ pub fn collect(refs: &[FrameRef]) -> Result<Vec<Frame>, ExportError> {
             });
         }
     }
+    readers.check_current()?;
     frames.sort_by_key(|f| f.ts_ns);
     Ok(frames)
 }
@@ -265,7 +275,17 @@ pub fn export_range(
                 heap.push(Reverse((r.ts_ns, i, r.offset)));
             }
         }
-        pw.flush()
+        pw.flush()?;
+        // Refused (the file is not kept) when an `.open` segment was recycled while read.
+        match readers.iter().find(|r| !r.is_current()) {
+            Some(r) => Err(std::io::Error::other(
+                ExportError::Recycled {
+                    path: r.path().to_path_buf(),
+                }
+                .to_string(),
+            )),
+            None => Ok(()),
+        }
     })?;
     Ok(report)
 }

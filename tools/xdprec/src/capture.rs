@@ -86,8 +86,8 @@ pub struct Args {
     /// poll(), which makes the kernel wake the thread, at a cost to the receiving core).
     #[arg(long = "idle-us", value_name = "US")]
     pub idle_us: Option<u64>,
-    /// Segments kept mapped and populated ahead of rotations, 1-4 (default 2; each costs
-    /// --segment-mb of page cache).
+    /// Segment files kept beside the active one and reused after each seal, 1-4 (default 2;
+    /// each costs --segment-mb of memory, resident for good).
     #[arg(long = "spare-segments", value_name = "N")]
     pub spare_segments: Option<u32>,
     /// UMEM frame size, 2048 or 4096 (default: 2048 when every interface's MTU is at most
