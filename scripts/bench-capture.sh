@@ -222,7 +222,8 @@ send() {
 }
 
 # run_xdprec RATE SEED: prints "sent secs written drops(ring_full fill_empty no_socket
-# redirect_failed probe_dropped disk_full write_errors tx_dropped) segments rss_kb hwm_kb spare_misses"
+# redirect_failed probe_dropped disk_full write_errors tx_dropped) segments rss_kb hwm_kb spare_misses
+# seal_max_ms seals_in_place"
 run_xdprec() {
     local rate=$1 seed=$2 store="$WORK/store"
     rm -rf "$store"
@@ -253,7 +254,8 @@ run_xdprec() {
     CAP_PID=""
     local segs
     segs=$(find "$store/segments" -name '*.xseg' | wc -l)
-    python3 - "$WORK/stat.json" "$WORK/capture.log" "$sent" "$secs" "$txd" "$segs" "$rss" "$hwm" <<'EOF'
+    local row
+    row=$(python3 - "$WORK/stat.json" "$WORK/capture.log" "$sent" "$secs" "$txd" "$segs" "$rss" "$hwm" <<'EOF'
 import json, re, sys
 stat, log, sent, secs, txd, segs, rss, hwm = sys.argv[1:]
 row = {}
@@ -266,8 +268,17 @@ m = re.search(r"written (\d+) .*ring full (\d+) fill empty (\d+) invalid (\d+) d
               open(log).read())
 written, ring_full, fill_empty, _inv, disk_full, werr = (int(x) for x in m.groups()) if m else (0,) * 6
 print(sent, secs, written, ring_full, fill_empty, p.get("no_socket", 0), p.get("redirect_failed", 0),
-      p.get("dropped", 0), disk_full, werr, txd, segs, rss, hwm, row.get("spare_misses", 0))
+      p.get("dropped", 0), disk_full, werr, txd, segs, rss, hwm, row.get("spare_misses", 0),
+      row.get("seal_max_ms", 0), row.get("seals_in_place", 0))
 EOF
+)
+    echo "$row"
+    # A run that lost frames: keep the capture's log (start-up, warnings, summary) to look at.
+    set -- $row
+    if [ "${3:-0}" -lt "${1:-0}" ]; then
+        cp "$WORK/capture.log" "$OUTDIR/xdprec-capbench-loss-$rate-run$seed.log"
+        echo "xdprec lost frames at $rate pps (run $seed): log kept in $OUTDIR/xdprec-capbench-loss-$rate-run$seed.log" >&2
+    fi
     rm -rf "$store"
 }
 
@@ -374,8 +385,8 @@ for sys in "${SYSTEMS[@]}"; do
     xdprec)
         echo "### xdprec capture"
         echo
-        table "$sys" "ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | spare misses" \
-            '$4' '$5' '$6+$7+$8' '$11' '$12' '$15'
+        table "$sys" "ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | spare misses | slowest seal ms" \
+            '$4' '$5' '$6+$7+$8' '$11' '$12' '$15' '$16'
         ;;
     tcpdump:*)
         echo "### $(td_name "${sys#tcpdump:}")"

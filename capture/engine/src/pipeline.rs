@@ -134,6 +134,7 @@ pub struct SinkGauges {
     pub spare_misses: u64,
     pub seal_queue_waits: u64,
     pub seals_in_place: u64,
+    pub seal_max_ns: u64,
 }
 
 /// Where records go. Implemented over `xdprec_segment::SegmentWriter`.
@@ -371,6 +372,7 @@ impl<C: FrameClassifier, S: RecordSink> Pipeline<C, S> {
         c.set(Field::SpareMisses, g.spare_misses);
         c.set(Field::SealQueueWaits, g.seal_queue_waits);
         c.set(Field::SealsInPlace, g.seals_in_place);
+        c.set(Field::SealMaxMs, g.seal_max_ns / 1_000_000);
         if self.hist.is_empty() {
             c.set(Field::P99WriteNs, 0);
             c.set(Field::MaxWriteNs, 0);

@@ -97,10 +97,11 @@ fields! {
     SpareMisses = 37, "spare_misses", "Rotations that found no spare segment ready and made one on the capture thread (a stall of up to hundreds of ms: loss follows at high rates).";
     SealQueueWaits = 38, "seal_queue_waits", "Rotations that waited because the sealer had 8 segments queued (the disk is slower than the capture).";
     SealsInPlace = 39, "seals_in_place", "Segments sealed in their own file because the copy into a sealed file failed (disk full?): that file leaves the spare pool until a new one can be made.";
+    SealMaxMs = 40, "seal_max_ms", "Longest seal so far (a full segment handed to the sealer until its file is a spare again), ms; rotations find no spare once it nears --spare-segments fill times of a segment.";
 }
 
 /// Engine value slots in use.
-pub const FIELD_COUNT: usize = 40;
+pub const FIELD_COUNT: usize = 41;
 /// First slot of the probe counters.
 pub const PROBE_BASE: usize = 64;
 /// Value slots in the file.
@@ -111,7 +112,7 @@ pub const MAGIC: &[u8; 8] = b"XDPRSTAT";
 pub const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 128;
 
-const _: () = assert!(FIELD_COUNT == Field::SealsInPlace as usize + 1);
+const _: () = assert!(FIELD_COUNT == Field::SealMaxMs as usize + 1);
 const _: () = assert!(FIELD_COUNT <= PROBE_BASE);
 const _: () = assert!(PROBE_BASE + xdprec_classify::abi::COUNTER_MAX as usize <= SLOTS);
 const _: () = assert!(HEADER_BYTES + SLOTS * 8 <= FILE_BYTES);

@@ -2,8 +2,10 @@
 //! readers of unsealed files all use it, so they cannot disagree.
 //!
 //! Memory: 32 bytes per record of a tracked stream (16 in arrival order, 16 grouped by
-//! stream) plus 88 bytes per stream, freed when the directory is written. For a 256 MiB segment of 248-byte records that is
-//! about 34 MiB, on the sealer thread, not on the capture thread.
+//! stream), 4 for its offset, plus about 200 bytes per stream. For a 256 MiB segment of
+//! 248-byte records that is about 40 MiB, on the sealer thread, not on the capture thread. The
+//! sealer keeps these buffers from one seal to the next ([`ScanBufs`]): allocated afresh, they
+//! were ~9,000 page faults per seal, and fresh memory is slow on this project's VMs.
 
 use xdprec_classify::Class;
 
@@ -62,6 +64,24 @@ struct Ent {
 /// arrive late from before the first one stay positive.
 const EXT_BASE: i64 = 1 << 32;
 
+/// Buffers of a scan, kept by a caller that scans again and again (the sealer), so that each
+/// scan reuses the memory of the last. Their size follows the largest segment scanned.
+#[derive(Default)]
+pub(crate) struct ScanBufs {
+    builds: Vec<Build>,
+    ents: Vec<Ent>,
+    grouped: Vec<Ent>,
+    next: Vec<usize>,
+    dir: Directory,
+}
+
+impl ScanBufs {
+    /// Takes back the vectors of a directory that a scan with these buffers returned.
+    pub fn give_back(&mut self, dir: Directory) {
+        self.dir = dir;
+    }
+}
+
 /// Scans records from `start` until the first invalid one or `end`.
 pub(crate) fn scan(data: &[u8], start: u64, end: u64) -> Scanned {
     scan_opt(data, start, end, true)
@@ -71,8 +91,22 @@ pub(crate) fn scan(data: &[u8], start: u64, end: u64) -> Scanned {
 /// the segment it wrote itself, up to the end it knows. The CRC pass over the whole segment
 /// was a fifth of the sealer's time.
 pub(crate) fn scan_opt(data: &[u8], start: u64, end: u64, verify: bool) -> Scanned {
-    let mut builds: Vec<Build> = Vec::new();
-    let mut ents: Vec<Ent> = Vec::new();
+    scan_with(data, start, end, verify, &mut ScanBufs::default())
+}
+
+/// [`scan_opt`] with buffers to reuse; hand the result's directory back with
+/// [`ScanBufs::give_back`] when done with it.
+pub(crate) fn scan_with(
+    data: &[u8],
+    start: u64,
+    end: u64,
+    verify: bool,
+    bufs: &mut ScanBufs,
+) -> Scanned {
+    let builds = &mut bufs.builds;
+    let ents = &mut bufs.ents;
+    builds.clear();
+    ents.clear();
     let mut packets = 0u64;
     let mut untracked = 0u64;
     let mut off = start;
@@ -140,13 +174,15 @@ pub(crate) fn scan_opt(data: &[u8], start: u64, end: u64, verify: bool) -> Scann
             off8: (r.offset / RECORD_ALIGN as u64) as u32,
         });
     }
-    let ents = group_by_stream(ents, &builds);
+    group_by_stream(ents, builds, &mut bufs.next, &mut bufs.grouped);
+    let ents = &bufs.grouped;
 
-    let mut dir = Directory {
-        untracked,
-        ..Default::default()
-    };
-    dir.offsets.reserve_exact(ents.len());
+    let mut dir = std::mem::take(&mut bufs.dir);
+    dir.streams.clear();
+    dir.lists.clear();
+    dir.offsets.clear();
+    dir.untracked = untracked;
+    dir.offsets.reserve(ents.len());
     let mut i = 0;
     while i < ents.len() {
         let sid = ents[i].stream;
@@ -187,8 +223,8 @@ pub(crate) fn scan_opt(data: &[u8], start: u64, end: u64, verify: bool) -> Scann
 /// by sort value inside each stream. Arrival order is nearly sequence order, which the
 /// stable sort (run-adaptive) handles in about linear time. One comparison sort over the
 /// whole segment cost the sealer ~100 ms per 256 MiB segment, a third of its CPU at 1 Mpps.
-fn group_by_stream(ents: Vec<Ent>, builds: &[Build]) -> Vec<Ent> {
-    let mut next: Vec<usize> = Vec::with_capacity(builds.len());
+fn group_by_stream(ents: &[Ent], builds: &[Build], next: &mut Vec<usize>, out: &mut Vec<Ent>) {
+    next.clear();
     let mut at = 0usize;
     for b in builds {
         next.push(at);
@@ -200,8 +236,9 @@ fn group_by_stream(ents: Vec<Ent>, builds: &[Build]) -> Vec<Ent> {
         stream: 0,
         off8: 0,
     };
-    let mut out = vec![fill; ents.len()];
-    for e in ents {
+    out.clear();
+    out.resize(ents.len(), fill);
+    for &e in ents {
         // Every entry's stream has a build, and builds count exactly its entries.
         if let Some(slot) = next.get_mut(e.stream as usize - 1) {
             if let Some(o) = out.get_mut(*slot) {
@@ -220,7 +257,6 @@ fn group_by_stream(ents: Vec<Ent>, builds: &[Build]) -> Vec<Ent> {
         }
         start = end;
     }
-    out
 }
 
 #[derive(Default)]
@@ -391,6 +427,84 @@ pub(crate) fn decode_dir(data: &[u8], off: usize, len: usize) -> Result<DecodedD
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::{
+        record_len, write_record, RecordFields, FLAG_RTP, FLAG_STREAM_DEF, HEADER_LEN,
+    };
+
+    /// A segment image: `streams` RTP streams, `per` packets each, interleaved, some reordered.
+    fn image(streams: u32, per: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 1 << 20];
+        let mut at = HEADER_LEN;
+        let mut put = |b: &mut Vec<u8>, f: RecordFields, frame: &[u8]| {
+            let n = record_len(frame.len());
+            write_record(&mut b[at..at + n], &f, frame);
+            at += n;
+        };
+        for id in 1..=streams {
+            let key = StreamKey {
+                proto: 17,
+                src: std::net::Ipv4Addr::new(198, 51, 100, id as u8).into(),
+                dst: std::net::Ipv4Addr::new(203, 0, 113, 1).into(),
+                src_port: 4000 + id as u16,
+                dst_port: 5004,
+                ssrc: Some(id),
+            };
+            let mut kb = [0u8; KEY_LEN];
+            encode_key(&mut kb, &key);
+            let f = RecordFields {
+                ts_ns: 1,
+                wire_len: 0,
+                stream_id: id,
+                class: 2,
+                flags: FLAG_STREAM_DEF,
+                rtp_seq: 0,
+                rtp_ts: 0,
+            };
+            put(&mut b, f, &kb);
+        }
+        for i in 0..per {
+            for id in 1..=streams {
+                // Every 7th pair swapped: reordering for the sort to undo.
+                let seq = if i % 7 == 3 {
+                    i + 1
+                } else if i % 7 == 4 {
+                    i - 1
+                } else {
+                    i
+                };
+                let f = RecordFields {
+                    ts_ns: 10 + u64::from(i),
+                    wire_len: 60,
+                    stream_id: id,
+                    class: 2,
+                    flags: FLAG_RTP,
+                    rtp_seq: seq.wrapping_add(id as u16 * 1000),
+                    rtp_ts: u32::from(seq) * 160,
+                };
+                put(&mut b, f, &[id as u8; 40]);
+            }
+        }
+        b
+    }
+
+    fn encoded(s: &Scanned) -> (u64, u64, Vec<u8>) {
+        let mut out = vec![0u8; s.dir.encoded_len() as usize];
+        encode_dir(&s.dir, &mut out);
+        (s.end, s.packets, out)
+    }
+
+    #[test]
+    fn reused_buffers_give_the_same_directory_as_fresh_ones() {
+        let (a, b) = (image(5, 300), image(2, 1000));
+        let mut bufs = ScanBufs::default();
+        for data in [&a, &b, &a, &b] {
+            let fresh = scan(data, HEADER_LEN as u64, data.len() as u64);
+            let reused = scan_with(data, HEADER_LEN as u64, data.len() as u64, true, &mut bufs);
+            assert_eq!(encoded(&reused), encoded(&fresh));
+            assert!(fresh.packets > 0 && fresh.dir.streams.iter().all(|s| s.rtp.is_some()));
+            bufs.give_back(reused.dir);
+        }
+    }
 
     #[test]
     fn hostile_directory_counts_are_refused_without_overflow() {

@@ -3,8 +3,8 @@
 //! Data path ([`SegmentWriter::append`]): a stream table lookup (keyed aHash, open
 //! addressing, preallocated; the capture pipeline prefetches the slot a few packets ahead
 //! with [`SegmentWriter::prefetch_stream`]), an end mark after the record (see `format`), one
-//! `memcpy` into the mapping and a CRC computed over the source. No allocation, no lock, no syscall, no logging; counters are plain
-//! fields of the writer.
+//! `memcpy` into the mapping and a CRC computed over the source. No allocation, no lock, no
+//! syscall, no logging; counters are plain fields of the writer.
 //!
 //! Rotation (full, or `seal_after_ns` after the first record): the writer hands the full
 //! segment to the sealer thread and activates a spare: a preallocated file, mapped, its pages
@@ -23,8 +23,9 @@
 //! in at 0.3-0.5 GB/s, so making a 256 MiB spare took 0.05-0.95 s of the capture core and
 //! decided whether spares came in time at 1.5 Mpps (benches/results/capture.md, rounds 2-6,
 //! when each sealed segment's pages were dropped and new files populated). A copy by
-//! `O_DIRECT` costs little CPU (the device reads the mapping), and the data is written once
-//! (the kernel writes back a recycled file's dirty pages only every `dirty_expire` interval).
+//! `O_DIRECT` costs little CPU (the device reads the mapping). The disk sees the copy, plus
+//! what the kernel writes back of the recycled files' dirty pages (a file that stays dirty,
+//! every `dirty_expire_centisecs`, 30 s by default).
 //! Older records stay in a recycled file after the current ones: the end mark (see `format`)
 //! keeps every reader from taking them for this segment's.
 //!
@@ -71,7 +72,7 @@ use crate::format::{
     HEADER_LEN, KEY_LEN, STREAMS_MAX,
 };
 use crate::reader::{compress_segment, segments_dir};
-use crate::scan::{encode_dir, scan, scan_opt};
+use crate::scan::{encode_dir, scan_with, ScanBufs};
 use crate::sys;
 use crate::{Appended, RecordMeta, StreamKey, WriterConfig};
 
@@ -124,6 +125,10 @@ pub struct WriterStats {
     /// Segments sealed in place (not copied) because their copy failed, e.g. disk full; their
     /// file is not recycled.
     pub seals_in_place: u64,
+    /// The longest a segment handed to the sealer took to come back as a spare (or to be
+    /// sealed in place), ns. Rotations find no spare when this exceeds about `spares`
+    /// segment fill times.
+    pub seal_max_ns: u64,
     /// Rotations that waited because the sealer queue was full.
     pub seal_queue_waits: u64,
     /// The last error outside the data path, for a person to read.
@@ -168,6 +173,7 @@ struct Shared {
     hole_punch_errors: AtomicU64,
     recycled: AtomicU64,
     seals_in_place: AtomicU64,
+    seal_max_ns: AtomicU64,
     /// Spare file names: `spare_name(prefix, token)`, unique per writer.
     tokens: AtomicU64,
     /// Spares in the pool (made or recycled) that the writer has not taken yet.
@@ -293,6 +299,7 @@ fn finish_in_map(
     map: &mut MmapMut,
     path: &Path,
     own_end: Option<u64>,
+    bufs: &mut ScanBufs,
 ) -> Result<Option<Finished>, SegmentError> {
     let file_len = map.len() as u64;
     let mut h = read_header(map, file_len).map_err(|what| SegmentError::Format {
@@ -301,17 +308,19 @@ fn finish_in_map(
     })?;
     let s = match own_end {
         Some(end) => {
-            let s = scan_opt(map, HEADER_LEN as u64, end, false);
+            let s = scan_with(map, HEADER_LEN as u64, end, false, bufs);
             // Our own records end exactly there; anything else and the CRCs decide.
             if s.end == end {
                 s
             } else {
-                scan(map, HEADER_LEN as u64, file_len)
+                bufs.give_back(s.dir);
+                scan_with(map, HEADER_LEN as u64, file_len, true, bufs)
             }
         }
-        None => scan(map, HEADER_LEN as u64, file_len),
+        None => scan_with(map, HEADER_LEN as u64, file_len, true, bufs),
     };
     if s.packets == 0 {
+        bufs.give_back(s.dir);
         return Ok(None);
     }
     let dlen = s.dir.encoded_len();
@@ -327,6 +336,7 @@ fn finish_in_map(
     }
     let (start, end) = (s.end as usize, dir_end as usize);
     encode_dir(&s.dir, &mut map[start..end]);
+    bufs.give_back(s.dir);
     // Whatever a torn record (or, in a recycled file, an older segment) left between the
     // directory and the next page: zeros.
     let page_end =
@@ -443,7 +453,7 @@ fn seal_file(
     hole_punch_errors: &AtomicU64,
     own_end: Option<u64>,
 ) -> Result<Sealed, SegmentError> {
-    match finish_in_map(&file, &mut map, path, own_end)? {
+    match finish_in_map(&file, &mut map, path, own_end, &mut ScanBufs::default())? {
         Some(fin) => seal_in_place(file, map, path, seg_dir, &fin, hole_punch_errors),
         None => {
             drop(map);
@@ -512,13 +522,20 @@ fn seal_active(a: Active, ctx: &Ctx, shared: &Shared) -> Result<Sealed, SegmentE
 /// The sealer's way: seals a segment of this writer by copy and returns its file, emptied, to
 /// be the next spare; when the copy fails (disk full, say), seals it in place as before and
 /// returns `None` (the spare thread makes a new file when there is room).
-fn seal_and_recycle(mut a: Active, ctx: &Ctx, shared: &Shared) -> Option<Active> {
-    let fin = match finish_in_map(&a.file, &mut a.map, &a.path, Some(a.pos)) {
+fn seal_and_recycle(
+    mut a: Active,
+    ctx: &Ctx,
+    shared: &Shared,
+    bufs: &mut ScanBufs,
+) -> Option<Active> {
+    let fin = match finish_in_map(&a.file, &mut a.map, &a.path, Some(a.pos), bufs) {
         Ok(Some(fin)) => fin,
         // No packet (a time rotation never starts an empty segment; a shutdown race can):
         // nothing to keep, the file is reused as it is.
         Ok(None) => return recycle(a, ctx, shared),
         Err(e) => {
+            // Left as it is, `.open`, for recovery at the next start; no longer a spare.
+            shared.slots_live.fetch_sub(1, Ordering::Relaxed);
             let r = Err(e);
             count_seal(&r, ctx, shared);
             return None;
@@ -608,15 +625,21 @@ fn sealer_main(
     target: u64,
 ) {
     sys::lower_thread_priority();
+    let mut bufs = ScanBufs::default();
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Seal(a) => match seal_and_recycle(a, &ctx, &shared) {
-                Some(a) => offer(a, &pool, &shared, target),
-                // One file fewer: the spare thread makes another when it can.
-                None => {
-                    let _ = wake_spare.try_send(());
+            Job::Seal(a) => {
+                let t0 = Instant::now();
+                match seal_and_recycle(a, &ctx, &shared, &mut bufs) {
+                    Some(a) => offer(a, &pool, &shared, target),
+                    // One file fewer: the spare thread makes another when it can.
+                    None => {
+                        let _ = wake_spare.try_send(());
+                    }
                 }
-            },
+                let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                shared.seal_max_ns.fetch_max(ns, Ordering::Relaxed);
+            }
             Job::Barrier(done) => {
                 let _ = done.send(());
             }
@@ -922,6 +945,11 @@ impl SegmentWriter {
     pub fn frame_len_max(&self) -> usize {
         let room = self.ctx.capacity - HEADER_LEN as u64 - DEF_RECORD_LEN as u64 - dir_len(1, 1);
         (room as usize - format::RECORD_HEADER_LEN).min(FRAME_MAX) & !(format::RECORD_ALIGN - 1)
+    }
+
+    /// Spares ready in the pool now (the one held for the first rotation included).
+    pub fn spares_ready(&self) -> u64 {
+        self.shared.spares_ready.load(Ordering::Relaxed) + u64::from(self.spare.is_some())
     }
 
     /// Streams tracked per segment.
@@ -1289,6 +1317,7 @@ impl SegmentWriter {
         st.hole_punch_errors = s.hole_punch_errors.load(Ordering::Relaxed);
         st.recycled = s.recycled.load(Ordering::Relaxed);
         st.seals_in_place = s.seals_in_place.load(Ordering::Relaxed);
+        st.seal_max_ns = s.seal_max_ns.load(Ordering::Relaxed);
         if let Ok(mut g) = s.last_error.lock() {
             if let Some(e) = g.take() {
                 st.last_error = Some(e);
