@@ -250,6 +250,34 @@ pub fn is_sanitized(s: &str) -> bool {
     sanitize_name(s) == s
 }
 
+impl SegmentHeader {
+    /// A header without the seal part.
+    pub(crate) fn unsealed(
+        recorder: String,
+        iface: String,
+        queue: u32,
+        seq: u64,
+        created_ns: u64,
+        capacity: u64,
+    ) -> Self {
+        SegmentHeader {
+            recorder,
+            iface,
+            queue,
+            seq,
+            created_ns,
+            capacity,
+            sealed: false,
+            sealed_ns: 0,
+            records_end: 0,
+            dir_offset: 0,
+            dir_len: 0,
+            dir_crc: 0,
+            packet_records: 0,
+        }
+    }
+}
+
 /// The decoded file header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -355,21 +383,14 @@ pub(crate) fn read_header(b: &[u8], file_len: u64) -> Result<SegmentHeader, Stri
     }
     let recorder = get_name(b, 48).ok_or("invalid recorder name")?;
     let iface = get_name(b, 80).ok_or("invalid interface name")?;
-    let mut h = SegmentHeader {
+    let mut h = SegmentHeader::unsealed(
         recorder,
         iface,
-        queue: rd_u32(b, 40),
-        seq: rd_u64(b, 32),
-        created_ns: rd_u64(b, 24),
-        capacity: rd_u64(b, 16),
-        sealed: false,
-        sealed_ns: 0,
-        records_end: 0,
-        dir_offset: 0,
-        dir_len: 0,
-        dir_crc: 0,
-        packet_records: 0,
-    };
+        rd_u32(b, 40),
+        rd_u64(b, 32),
+        rd_u64(b, 24),
+        rd_u64(b, 16),
+    );
     if rd_u32(b, 120) == SEAL_MAGIC && crc32c::crc32c(&b[120..168]) == rd_u32(b, 168) {
         let records_end = rd_u64(b, 136);
         let dir_offset = rd_u64(b, 144);

@@ -212,21 +212,14 @@ fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
 
 /// The header of a spare (seq and time are filled at activation).
 fn spare_header(ctx: &Ctx) -> SegmentHeader {
-    SegmentHeader {
-        recorder: ctx.recorder.clone(),
-        iface: ctx.iface.clone(),
-        queue: ctx.queue,
-        seq: 0,
-        created_ns: 0,
-        capacity: ctx.capacity,
-        sealed: false,
-        sealed_ns: 0,
-        records_end: 0,
-        dir_offset: 0,
-        dir_len: 0,
-        dir_crc: 0,
-        packet_records: 0,
-    }
+    SegmentHeader::unsealed(
+        ctx.recorder.clone(),
+        ctx.iface.clone(),
+        ctx.queue,
+        0,
+        0,
+        ctx.capacity,
+    )
 }
 
 /// Creates and maps a preallocated spare with a header (seq and time filled at activation).
@@ -1332,6 +1325,9 @@ impl SegmentWriter {
 
 impl Drop for SegmentWriter {
     fn drop(&mut self) {
+        // First: sealing the active segment in place takes a file from the pool, and the spare
+        // thread would make a new one (256 MiB) for nobody.
+        self.spare_stop.store(true, Ordering::Relaxed);
         let _ = self.seal();
         if self.send(Job::Stop).is_ok() {
             if let Some(t) = self.thread.take() {
@@ -1341,7 +1337,6 @@ impl Drop for SegmentWriter {
         self.jobs = None;
         // Spares are never handed out again: remove their files, once the spare thread (which
         // waits in steps of 50 ms) has ended and cannot add one.
-        self.spare_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.spare_thread.take() {
             let _ = t.join();
         }
