@@ -779,21 +779,7 @@ mod tests {
     #[test]
     fn header_round_trip_and_corruption_detected() {
         let mut b = vec![0u8; HEADER_LEN];
-        let mut h = SegmentHeader {
-            recorder: "r".into(),
-            iface: "eth0".into(),
-            queue: 2,
-            seq: 9,
-            created_ns: 5,
-            capacity: 1 << 20,
-            sealed: false,
-            sealed_ns: 0,
-            records_end: 0,
-            dir_offset: 0,
-            dir_len: 0,
-            dir_crc: 0,
-            packet_records: 0,
-        };
+        let mut h = SegmentHeader::unsealed("r".into(), "eth0".into(), 2, 9, 5, 1 << 20);
         write_header(&mut b, &h);
         assert_eq!(read_header(&b, 1 << 20).unwrap(), h);
         h.sealed = true;

@@ -244,28 +244,37 @@ fn create_spare(ctx: &Ctx, shared: &Shared) -> Result<Active, SegmentError> {
             let _ = sys::populate_write(&mut m);
             m
         });
-    let mut map = match mapped {
+    let map = match mapped {
         Ok(m) => m,
         Err(e) => {
             let _ = fs::remove_file(&path);
             return Err(e);
         }
     };
-    write_header(&mut map, &spare_header(ctx));
     shared.slots_live.fetch_add(1, Ordering::Relaxed);
-    Ok(Active {
-        file,
-        map,
-        path,
-        seq: 0,
-        capacity: ctx.capacity,
-        created_ns: 0,
-        pos: HEADER_LEN as u64,
-        packets: 0,
-        tracked: 0,
-        streams: 0,
-        own: true,
-    })
+    Ok(Active::spare(file, map, path, ctx))
+}
+
+impl Active {
+    /// A spare of this writer in `file`, mapped as `map` (new, or recycled): a spare header,
+    /// an end mark where the first record goes, nothing written yet.
+    fn spare(file: File, mut map: MmapMut, path: PathBuf, ctx: &Ctx) -> Active {
+        write_header(&mut map, &spare_header(ctx));
+        write_end_mark(&mut map[HEADER_LEN..HEADER_LEN + END_MARK_LEN]);
+        Active {
+            file,
+            map,
+            path,
+            seq: 0,
+            capacity: ctx.capacity,
+            created_ns: 0,
+            pos: HEADER_LEN as u64,
+            packets: 0,
+            tracked: 0,
+            streams: 0,
+            own: true,
+        }
+    }
 }
 
 /// Outcome of sealing one file.
@@ -565,7 +574,7 @@ fn seal_and_recycle(
 /// name first (readers stop seeing it), then a fresh header and an end mark at the first
 /// record, then its pages faulted in writable again (those the kernel wrote back meanwhile
 /// were write-protected). `None` when it cannot be (the file is removed).
-fn recycle(mut a: Active, ctx: &Ctx, shared: &Shared) -> Option<Active> {
+fn recycle(a: Active, ctx: &Ctx, shared: &Shared) -> Option<Active> {
     let token = shared.tokens.fetch_add(1, Ordering::Relaxed);
     let path = ctx.seg_dir.join(spare_name(&ctx.prefix, token));
     if let Err(e) = fs::rename(&a.path, &path) {
@@ -573,17 +582,8 @@ fn recycle(mut a: Active, ctx: &Ctx, shared: &Shared) -> Option<Active> {
         discard(a, shared);
         return None;
     }
-    a.path = path;
-    write_header(&mut a.map, &spare_header(ctx));
-    write_end_mark(&mut a.map[HEADER_LEN..HEADER_LEN + END_MARK_LEN]);
+    let mut a = Active::spare(a.file, a.map, path, ctx);
     let _ = sys::populate_write(&mut a.map);
-    a.seq = 0;
-    a.created_ns = 0;
-    a.pos = HEADER_LEN as u64;
-    a.packets = 0;
-    a.tracked = 0;
-    a.streams = 0;
-    a.own = true;
     shared.recycled.fetch_add(1, Ordering::Relaxed);
     Some(a)
 }

@@ -59,14 +59,18 @@ impl Readers {
         }
         Ok(&self.open[path])
     }
+}
 
-    /// Fails when an `.open` segment read here was recycled meanwhile: what was read from it
-    /// may be a later segment's (see `SegmentReader::is_current`).
-    fn check_current(&self) -> Result<(), ExportError> {
-        match self.open.iter().find(|(_, r)| !r.is_current()) {
-            Some((path, _)) => Err(ExportError::Recycled { path: path.clone() }),
-            None => Ok(()),
-        }
+/// Fails when an `.open` segment read through `readers` was recycled meanwhile: what was read
+/// from it may be a later segment's (see `SegmentReader::is_current`).
+fn check_current<'a>(
+    mut readers: impl Iterator<Item = &'a SegmentReader>,
+) -> Result<(), ExportError> {
+    match readers.find(|r| !r.is_current()) {
+        Some(r) => Err(ExportError::Recycled {
+            path: r.path().to_path_buf(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -121,7 +125,7 @@ pub fn collect(refs: &[FrameRef]) -> Result<Vec<Frame>, ExportError> {
             });
         }
     }
-    readers.check_current()?;
+    check_current(readers.open.values())?;
     frames.sort_by_key(|f| f.ts_ns);
     Ok(frames)
 }
@@ -277,15 +281,7 @@ pub fn export_range(
         }
         pw.flush()?;
         // Refused (the file is not kept) when an `.open` segment was recycled while read.
-        match readers.iter().find(|r| !r.is_current()) {
-            Some(r) => Err(std::io::Error::other(
-                ExportError::Recycled {
-                    path: r.path().to_path_buf(),
-                }
-                .to_string(),
-            )),
-            None => Ok(()),
-        }
+        check_current(readers.iter()).map_err(|e| std::io::Error::other(e.to_string()))
     })?;
     Ok(report)
 }
