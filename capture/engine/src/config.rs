@@ -25,6 +25,7 @@
 //! batch_size = 256
 //! idle_us = 100             # empty ring: sleep this long; 0: block in poll() instead
 //! spare_segments = 2        # segment files kept beside the active one and reused (1-4)
+//! spool = "disk"            # disk | ram: where those files live (ram: a tmpfs on STORE/spool)
 //! streams_max = 65536
 //! compress_sealed = false
 //! reasm_datagrams_max = 256
@@ -98,6 +99,31 @@ impl std::str::FromStr for XdpModeSel {
                 "--xdp-mode",
                 format!("`{s}` is not one of auto, native, skb"),
             )),
+        }
+    }
+}
+
+/// Where the writers keep their active and spare segment files (sealed segments always go to
+/// `STORE/segments/`). See `xdprec_segment::format`, "Store layout".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Spool {
+    /// In `STORE/segments/`, beside the sealed ones: unsealed data reaches the disk by the
+    /// kernel's writeback (30 s) or the seal.
+    #[default]
+    Disk,
+    /// In `STORE/spool/`, a tmpfs (mounted by the capture when it is not one): no writeback
+    /// of the reused files, so less disk traffic and no write faults on the capture core;
+    /// unsealed data survives `kill -9` but not a power loss.
+    Ram,
+}
+
+impl std::str::FromStr for Spool {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "disk" => Ok(Spool::Disk),
+            "ram" => Ok(Spool::Ram),
+            _ => Err(invalid("--spool", format!("`{s}` is not one of disk, ram"))),
         }
     }
 }
@@ -178,6 +204,8 @@ pub struct CaptureConfig {
     pub idle_ns: u64,
     /// Segment files the writer keeps beside the active one and reuses (1..=4).
     pub spare_segments: u32,
+    /// Where those files live.
+    pub spool: Spool,
     pub streams_max: u32,
     pub compress_sealed: bool,
     pub reasm: ReasmLimits,
@@ -242,6 +270,7 @@ impl Default for CaptureConfig {
             batch_size: 256,
             idle_ns: 100_000,
             spare_segments: 2,
+            spool: Spool::Disk,
             streams_max: 65536,
             compress_sealed: false,
             reasm: ReasmLimits::default(),
@@ -285,6 +314,7 @@ pub struct FileConfig {
     pub batch_size: Option<usize>,
     pub idle_us: Option<u64>,
     pub spare_segments: Option<u32>,
+    pub spool: Option<String>,
     pub streams_max: Option<u32>,
     pub compress_sealed: Option<bool>,
     pub reasm_datagrams_max: Option<usize>,
@@ -354,6 +384,7 @@ pub struct FlagValues {
     pub batch_size: Option<usize>,
     pub idle_us: Option<u64>,
     pub spare_segments: Option<u32>,
+    pub spool: Option<String>,
     pub dedup_window_ms: Option<u64>,
     pub dedup_entries: Option<u32>,
     pub ha: HaRole,
@@ -384,6 +415,7 @@ impl FlagValues {
             batch_size: self.batch_size,
             idle_us: self.idle_us,
             spare_segments: self.spare_segments,
+            spool: self.spool.clone(),
             dedup_window_ms: self.dedup_window_ms,
             dedup_entries: self.dedup_entries,
             bpffs: self.bpffs.clone(),
@@ -493,6 +525,9 @@ impl CaptureConfig {
         }
         if let Some(v) = f.spare_segments {
             c.spare_segments = v;
+        }
+        if let Some(v) = &f.spool {
+            c.spool = v.parse()?;
         }
         if let Some(v) = f.streams_max {
             c.streams_max = v;
@@ -893,6 +928,17 @@ mod tests {
         let mut f = flags();
         f.xdp_mode = Some("turbo".into());
         assert!(CaptureConfig::from_sources(&f, None).is_err());
+        let mut f = flags();
+        f.spool = Some("nvram".into());
+        let e = CaptureConfig::from_sources(&f, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--spool") && e.contains("disk, ram"), "{e}");
+        f.spool = Some("ram".into());
+        assert_eq!(
+            CaptureConfig::from_sources(&f, None).unwrap().spool,
+            Spool::Ram
+        );
         let mut f = flags();
         f.recorder = Some("../etc".into());
         assert!(CaptureConfig::from_sources(&f, None).is_err());

@@ -40,14 +40,16 @@
 //! | descriptor batch | `ring_size` x 24 bytes [768 KiB] |
 //! | reassembly | `reasm_datagrams_max` x (64 KiB + 8 x `reasm_frags_max`) + 64 KiB [256 slots: ~16.1 MiB at worst, grown on use] |
 //! | classifier TCP-SIP flow table | `xdprec_classify::abi::TCP_FLOWS_MAX` entries, as the probe's map |
-//! | segment writer | 88 bytes x `streams_max` [5.5 MiB] allocated once + two mappings of `segment_bytes_max` (page cache) |
+//! | segment writer | 104 bytes x `streams_max` [6.5 MiB] allocated once + (`spare_segments` + 1) files of `segment_bytes_max` mapped for good [3 x 256 MiB; page cache, or tmpfs with `--spool ram`], each with its notes: `segment_bytes_max` / 8 + 88 bytes x `streams_max` [37.5 MiB] (see `xdprec_segment` writer) |
 //! | write-time histogram, counters, stats file | < 64 KiB |
 //! | dedup table (per process, shared by all threads) | `dedup_entries` x 8 bytes [8 MiB] |
 //!
 //! Per stream the engine itself keeps nothing: stream state lives in the segment writer's
-//! table (88 bytes a stream, at most `streams_max`; beyond, records are written untracked and
-//! counted). In total: about 150 MiB + `streams_max` x 88 bytes per queue with the defaults;
-//! nothing grows with traffic after warm-up, and nothing is allocated per packet.
+//! table (88 bytes a stream + 16 of hash slots, at most `streams_max`; beyond, records are
+//! written untracked and counted). In total: about 1 GiB per queue with the defaults (128 MiB
+//! UMEM, 3 x (256 + 37.5) MiB of segment files and notes, 8 MiB dedup, 6.5 MiB stream table,
+//! ~40 MiB of the sealer's buffers); nothing grows with traffic after warm-up, and nothing is
+//! allocated per packet.
 #![deny(unsafe_code)]
 
 pub mod config;
@@ -62,7 +64,7 @@ pub mod stats;
 mod sys;
 
 pub use config::{
-    CaptureConfig, ConfigError, FlagValues, HaRole, QueuePlan, ReasmLimits, XdpModeSel,
+    CaptureConfig, ConfigError, FlagValues, HaRole, QueuePlan, ReasmLimits, Spool, XdpModeSel,
 };
 pub use dedup::{DedupTable, DedupVerdict};
 pub use pipeline::{

@@ -31,6 +31,7 @@ impl SegmentSink {
             streams_max: cfg.streams_max,
             compress_sealed: cfg.compress_sealed,
             spares: cfg.spare_segments,
+            spool: cfg.spool == crate::config::Spool::Ram,
         };
         let t0 = std::time::Instant::now();
         let w = SegmentWriter::open(wc).map_err(|e| e.to_string())?;
@@ -52,6 +53,103 @@ impl SegmentSink {
             );
         }
         Ok(SegmentSink::new(w))
+    }
+
+    /// Prepares `STORE/spool/` for `queues` writers when the configuration asks for a spool in
+    /// memory (`--spool ram`): mounts a tmpfs there unless one is, sized for the most files a
+    /// writer can hold ([`SegmentWriter::files_max`]; memory is only used by files that exist:
+    /// `spare_segments + 1` of them normally, more only while seals fall behind). Returns
+    /// whether it mounted one (then [`Self::release_spool`] unmounts it after a clean exit).
+    /// A tmpfs already there is kept as it is: its files are what a killed capture had not
+    /// sealed yet.
+    ///
+    /// It mounts only in the mount namespace of PID 1: in a private one (`ip netns exec`
+    /// makes one) the mount, and every unsealed segment in it, would vanish with the process,
+    /// so there it asks for a tmpfs mounted from outside instead.
+    pub fn prepare_spool(cfg: &CaptureConfig, queues: usize) -> Result<bool, String> {
+        if cfg.spool != crate::config::Spool::Ram {
+            return Ok(false);
+        }
+        let dir = xdprec_segment::spool_dir(&cfg.store);
+        let err = |op: &str, e: std::io::Error| format!("spool {}: {op}: {e}", dir.display());
+        std::fs::create_dir_all(&dir).map_err(|e| err("mkdir", e))?;
+        let segment = cfg.segment_bytes_max.div_ceil(4096) * 4096;
+        let want = (queues as u64)
+            .saturating_mul(SegmentWriter::files_max(cfg.spare_segments))
+            .saturating_mul(segment);
+        if let Some(size) = crate::sys::tmpfs_size(&dir).map_err(|e| err("statfs", e))? {
+            if size < want {
+                log::warn!(
+                    "spool {} is a tmpfs of {} MiB, less than the {} MiB {queues} writer(s) may use",
+                    dir.display(),
+                    size >> 20,
+                    want >> 20
+                );
+            } else {
+                log::info!("spool {}: tmpfs of {} MiB", dir.display(), size >> 20);
+            }
+            return Ok(false);
+        }
+        let mount_cmd = format!(
+            "mount -t tmpfs -o size={}m tmpfs {}",
+            want.div_ceil(1 << 20),
+            dir.display()
+        );
+        let ns = |p: &str| std::fs::read_link(p).ok();
+        if ns("/proc/self/ns/mnt") != ns("/proc/1/ns/mnt") {
+            return Err(format!(
+                "--spool ram: {} is not a tmpfs, and this process runs in a private mount \
+                 namespace (e.g. under `ip netns exec`), where a tmpfs it mounted would vanish \
+                 with it, unsealed segments included; mount one from outside first: {mount_cmd}",
+                dir.display()
+            ));
+        }
+        if std::fs::read_dir(&dir).map_or(0, |rd| rd.count()) > 0 {
+            // Mounting would hide them.
+            return Err(format!(
+                "--spool ram: {} is not a tmpfs and not empty; move its files away, or mount \
+                 a tmpfs there ({mount_cmd})",
+                dir.display()
+            ));
+        }
+        crate::sys::mount_tmpfs(&dir, want).map_err(|e| {
+            err(
+                "mount -t tmpfs",
+                std::io::Error::new(
+                    e.kind(),
+                    format!("{e} (needs root; or mount it yourself: {mount_cmd})"),
+                ),
+            )
+        })?;
+        log::info!(
+            "spool {}: mounted a tmpfs of {} MiB",
+            dir.display(),
+            want >> 20
+        );
+        Ok(true)
+    }
+
+    /// After a clean exit: unmounts the spool's tmpfs that [`Self::prepare_spool`] mounted
+    /// (`mounted`), when nothing is left in it (every segment sealed into `segments/`, the
+    /// spares removed), so that a stopped capture leaves no mount behind. Anything left (a
+    /// segment whose seal failed) keeps it mounted for the next start's recovery.
+    pub fn release_spool(cfg: &CaptureConfig, mounted: bool) {
+        if !mounted {
+            return;
+        }
+        let dir = xdprec_segment::spool_dir(&cfg.store);
+        let left = std::fs::read_dir(&dir).map_or(0, |rd| rd.count());
+        if left > 0 {
+            log::warn!(
+                "spool {}: {left} file(s) left (unsealed or not moved): kept mounted for the next start",
+                dir.display()
+            );
+            return;
+        }
+        match crate::sys::unmount(&dir) {
+            Ok(()) => log::info!("spool {}: empty, unmounted", dir.display()),
+            Err(e) => log::warn!("spool {}: umount: {e}", dir.display()),
+        }
     }
 
     /// For [`crate::live::run_live`]'s `make_sink`.

@@ -457,3 +457,62 @@ pub fn kill9(pid: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `TMPFS_MAGIC` from `linux/magic.h`.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+fn c_path(path: &std::path::Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt as _;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+/// Whether `path` is on a tmpfs, and that file system's size in bytes (statfs(2)).
+pub fn tmpfs_size(path: &std::path::Path) -> io::Result<Option<u64>> {
+    let c = c_path(path)?;
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and outlives the call; `st` is a valid out pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let is_tmpfs = st.f_type as i64 == TMPFS_MAGIC;
+    #[allow(clippy::unnecessary_cast)]
+    Ok(is_tmpfs.then(|| (st.f_blocks as u64).saturating_mul(st.f_bsize as u64)))
+}
+
+/// mount(2) a tmpfs of `size_bytes` on `path` (which must exist), mode 0750, no devices, no
+/// set-uid, no exec.
+pub fn mount_tmpfs(path: &std::path::Path, size_bytes: u64) -> io::Result<()> {
+    let target = c_path(path)?;
+    let data = std::ffi::CString::new(format!("size={size_bytes},mode=0750"))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mount options"))?;
+    let fstype = c"tmpfs";
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // SAFETY: all strings are NUL-terminated and outlive the call; tmpfs reads `data` as a
+    // NUL-terminated option string.
+    let r = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// umount(2) the file system on `path`.
+pub fn unmount(path: &std::path::Path) -> io::Result<()> {
+    let target = c_path(path)?;
+    // SAFETY: `target` is NUL-terminated and outlives the call.
+    if unsafe { libc::umount(target.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -27,6 +27,18 @@
 //! both sealed and `.open`: readers take the sealed one. A reader that holds an `.open` file
 //! while it is recycled sees its header's `seq` change (`SegmentReader::is_current`).
 //!
+//! The spool. A writer configured with `spool` keeps its `.open` and `.spare` files in
+//! `<store>/spool/` instead (same names), and its seals copy them into `<store>/segments/`.
+//! `xdprec capture --spool ram` mounts a tmpfs there: a recycled file's pages then live in
+//! memory only and the kernel never writes them back (on a disk the reused files stay dirty, so
+//! every `dirty_expire_centisecs` the kernel writes them out, which is disk bandwidth and CPU
+//! spent for nothing, and write-protects their pages, so the capture thread faults on them
+//! again). A file in the spool survives `kill -9` (tmpfs lives until unmounted), not a power
+//! loss: unsealed data reaches the disk at the seal (segment full, or `seal_after_ns`). Readers
+//! list both directories; a segment that is in both (being moved) is read from `segments/`. A
+//! segment sealed in place in the spool (its copy failed: disk full) stays readable there and
+//! is moved to `segments/` by the writer's recovery at its next start.
+//!
 //! # File layout
 //!
 //! All integers are little-endian. A segment file is preallocated to its capacity

@@ -24,8 +24,8 @@ use std::path::PathBuf;
 pub use error::{AppendError, SegmentError};
 pub use format::{sanitize_name, SegmentHeader};
 pub use reader::{
-    compress_segment, list_segments, segments_dir, DirectorySource, SegmentInfo, SegmentReader,
-    DECOMPRESSED_MAX_BYTES,
+    compress_segment, list_segments, segments_dir, spool_dir, DirectorySource, SegmentInfo,
+    SegmentReader, DECOMPRESSED_MAX_BYTES,
 };
 pub use writer::{SegmentWriter, WriterStats};
 pub use xdprec_classify::Class;
@@ -98,6 +98,11 @@ pub struct WriterConfig {
     /// Segment files beside the active one (1..=4): ready for the next rotation, or being
     /// sealed by copy. The writer keeps `spares + 1` files mapped and reuses them.
     pub spares: u32,
+    /// Keep the active and spare files in `<dir>/spool/` instead of `<dir>/segments/`; sealed
+    /// segments still go to `segments/` (copied). Meant for a tmpfs mounted there: the kernel
+    /// then never writes back the reused files (see `format`, "Store layout"). The writer does
+    /// not mount anything; any directory works.
+    pub spool: bool,
 }
 
 impl WriterConfig {
@@ -120,6 +125,7 @@ impl WriterConfig {
             streams_max: Self::STREAMS_MAX_DEFAULT,
             compress_sealed: false,
             spares: Self::SPARES_DEFAULT,
+            spool: false,
         }
     }
 }

@@ -26,6 +26,11 @@ pub fn segments_dir(store: &Path) -> PathBuf {
     store.join("segments")
 }
 
+/// Where a spooled writer keeps its active and spare files (see `format`, "Store layout").
+pub fn spool_dir(store: &Path) -> PathBuf {
+    store.join("spool")
+}
+
 enum Data {
     Mapped(Mmap),
     Owned(Vec<u8>),
@@ -300,23 +305,28 @@ pub struct SegmentInfo {
 /// recorder, interface, queue, seq. Ignores files that are not segments (spares, temporary
 /// files, locks, foreign files).
 pub fn list_segments(store: &Path) -> Result<Vec<SegmentInfo>, SegmentError> {
-    let dir = segments_dir(store);
-    let rd = match fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(SegmentError::io("read directory", &dir, e)),
-    };
+    // `segments/` first: of a segment that is in both (moved out of the spool, the original
+    // not yet removed), the one in `segments/` is listed.
     let mut names = Vec::new();
-    for ent in rd {
-        let ent = ent.map_err(|e| SegmentError::io("read directory", &dir, e))?;
-        if let Some(n) = ent.file_name().to_str() {
-            names.push(n.to_string());
+    for dir in [segments_dir(store), spool_dir(store)] {
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(SegmentError::io("read directory", &dir, e)),
+        };
+        for ent in rd {
+            let ent = ent.map_err(|e| SegmentError::io("read directory", &dir, e))?;
+            if let Some(n) = ent.file_name().to_str() {
+                names.push((n.to_string(), dir.clone()));
+            }
         }
     }
     names.sort();
+    names.dedup_by(|b, a| a.0 == b.0);
+    let (names, dirs): (Vec<String>, Vec<PathBuf>) = names.into_iter().unzip();
     let sealed = sealed_segments(&names);
     let mut out = Vec::new();
-    for name in &names {
+    for (name, dir) in names.iter().zip(&dirs) {
         let Some(p) = parse_name(name) else { continue };
         let path = dir.join(name);
         let created_ns = match p.kind {

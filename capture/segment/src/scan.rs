@@ -1,5 +1,9 @@
 //! The one scan that turns records into a stream directory. Sealing, crash recovery and
-//! readers of unsealed files all use it, so they cannot disagree.
+//! readers of unsealed files all use it, so they cannot disagree. A writer's sealer builds
+//! the same directory from what the writer noted while it wrote ([`dir_from_notes`]: the
+//! stream table's totals and 12 bytes a record), through the same per-record step and the same
+//! assembly, without reading the segment back: that read (a cache miss per record, spread
+//! over 256 MiB) was 30 % of the capture core's time at 1.5 Mpps.
 //!
 //! Memory: 32 bytes per record of a tracked stream (16 in arrival order, 16 grouped by
 //! stream), 4 for its offset, plus about 200 bytes per stream. For a 256 MiB segment of
@@ -50,6 +54,30 @@ struct Build {
     bytes: u64,
     rtp_seen: bool,
     max_ext: i64,
+}
+
+/// What a writer notes of each packet record it writes (see [`dir_from_notes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Note {
+    /// Record offset / 8.
+    pub off8: u32,
+    /// 0: untracked.
+    pub stream: u32,
+    pub rtp_seq: u16,
+    pub rtp: bool,
+}
+
+/// What a writer's stream table knows of one stream when its segment ends: exactly what a
+/// scan would add up from the stream's records.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamSum {
+    pub key: StreamKey,
+    /// Of the stream's definition record.
+    pub class: u8,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// Sort entry: (stream, sort key, record offset / 8). `key` = sort value << 2 | rtp << 1 | late.
@@ -145,36 +173,92 @@ pub(crate) fn scan_with(
         b.last_ns = b.last_ns.max(r.ts_ns);
         b.packets += 1;
         b.bytes += u64::from(r.wire_len);
-        let key = if r.has_rtp() {
-            let (ext, late) = if !b.rtp_seen {
-                b.rtp_seen = true;
-                b.max_ext = EXT_BASE + i64::from(r.rtp_seq);
-                (b.max_ext, false)
-            } else {
-                // RFC 3550 A.1 style: the distance to the highest number seen, as a signed 16-bit.
-                let d = i64::from(r.rtp_seq.wrapping_sub(b.max_ext as u16) as i16);
-                let e = b.max_ext + d;
-                if e > b.max_ext {
-                    b.max_ext = e;
-                    (e, false)
-                } else {
-                    (e, true)
-                }
-            };
-            ((ext as u64) << 2) | 2 | u64::from(late)
-        } else if b.rtp_seen {
-            // A non-RTP record in an RTP stream stays where it arrived relative to RTP.
-            (b.max_ext as u64) << 2
-        } else {
-            0
-        };
         ents.push(Ent {
-            key,
+            key: sort_key(b, r.has_rtp().then_some(r.rtp_seq)),
             stream: sid as u32,
             off8: (r.offset / RECORD_ALIGN as u64) as u32,
         });
     }
-    group_by_stream(ents, builds, &mut bufs.next, &mut bufs.grouped);
+    Scanned {
+        end: off,
+        packets,
+        dir: assemble(data, end, untracked, bufs),
+    }
+}
+
+/// The directory of a segment a writer wrote up to `end`, from its notes: `streams` in id
+/// order (the stream table, ids 1..), `notes` one per packet record in the order written.
+/// Gives exactly what [`scan_with`] gives for the same records (tested).
+pub(crate) fn dir_from_notes(
+    data: &[u8],
+    end: u64,
+    streams: impl Iterator<Item = StreamSum>,
+    notes: &[Note],
+    bufs: &mut ScanBufs,
+) -> Directory {
+    bufs.builds.clear();
+    bufs.ents.clear();
+    bufs.builds.extend(streams.map(|s| Build {
+        key: s.key,
+        class: Class::from_u8(s.class),
+        first_ns: s.first_ns,
+        last_ns: s.last_ns,
+        packets: s.packets,
+        bytes: s.bytes,
+        rtp_seen: false,
+        max_ext: 0,
+    }));
+    let mut untracked = 0u64;
+    for n in notes {
+        let b = (n.stream as usize)
+            .checked_sub(1)
+            .and_then(|i| bufs.builds.get_mut(i));
+        let Some(b) = b else {
+            untracked += 1;
+            continue;
+        };
+        bufs.ents.push(Ent {
+            key: sort_key(b, n.rtp.then_some(n.rtp_seq)),
+            stream: n.stream,
+            off8: n.off8,
+        });
+    }
+    assemble(data, end, untracked, bufs)
+}
+
+/// A record's sort value in its stream: RTP by extended sequence number, others where they
+/// arrived relative to RTP. `key` = sort value << 2 | rtp << 1 | late (see [`Ent`]).
+fn sort_key(b: &mut Build, rtp_seq: Option<u16>) -> u64 {
+    if let Some(seq) = rtp_seq {
+        let (ext, late) = if !b.rtp_seen {
+            b.rtp_seen = true;
+            b.max_ext = EXT_BASE + i64::from(seq);
+            (b.max_ext, false)
+        } else {
+            // RFC 3550 A.1 style: the distance to the highest number seen, as a signed 16-bit.
+            let d = i64::from(seq.wrapping_sub(b.max_ext as u16) as i16);
+            let e = b.max_ext + d;
+            if e > b.max_ext {
+                b.max_ext = e;
+                (e, false)
+            } else {
+                (e, true)
+            }
+        };
+        ((ext as u64) << 2) | 2 | u64::from(late)
+    } else if b.rtp_seen {
+        // A non-RTP record in an RTP stream stays where it arrived relative to RTP.
+        (b.max_ext as u64) << 2
+    } else {
+        0
+    }
+}
+
+/// Groups the entries of `bufs` by stream and builds the directory (RTP statistics, offset
+/// lists): the part of a seal after the per-record step.
+fn assemble(data: &[u8], end: u64, untracked: u64, bufs: &mut ScanBufs) -> Directory {
+    let builds = &bufs.builds;
+    group_by_stream(&bufs.ents, builds, &mut bufs.next, &mut bufs.grouped);
     let ents = &bufs.grouped;
 
     let mut dir = std::mem::take(&mut bufs.dir);
@@ -211,11 +295,7 @@ pub(crate) fn scan_with(
         dir.lists
             .push((start as u32, (dir.offsets.len() - start) as u32));
     }
-    Scanned {
-        end: off,
-        packets,
-        dir,
-    }
+    dir
 }
 
 /// Orders `ents` by (stream, sort value, arrival): a counting sort by stream (ids are dense,

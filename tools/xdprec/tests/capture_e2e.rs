@@ -275,14 +275,75 @@ fn kill_9_then_restart_recovers_and_continues() {
     {
         return;
     }
+    kill_9_then_restart("kill9", &[]);
+}
+
+/// The same with the active and spare files in a tmpfs (`--spool ram`), mounted by the test
+/// (the capture runs under `ip netns exec`, in a private mount namespace, where it refuses to
+/// mount one itself: checked first): they outlive the killed process, the restart recovers
+/// them from the spool, and a clean stop leaves the spool empty.
+#[test]
+fn kill_9_then_restart_with_the_spool_in_ram() {
+    if !require_privileges("kill_9_then_restart_with_the_spool_in_ram")
+        || !require_tool("capture_e2e", "tcpreplay")
+    {
+        return;
+    }
+    let link = Link::new();
+    let dir = tmpdir("spool-refused");
+    let store = dir.join("store");
+    let out = link
+        .ns
+        .command(BIN)
+        .args(["capture", "--iface", &link.veth.a, "--recorder", "e2e"])
+        .args(["--spool", "ram", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("private mount namespace"), "{err}");
+    assert!(err.contains("mount -t tmpfs"), "says how: {err}");
+    assert!(!is_tmpfs(&xdprec_segment::spool_dir(&store)));
+    drop(link);
+    let _ = std::fs::remove_dir_all(&dir);
+    kill_9_then_restart("kill9ram", &["--spool", "ram"]);
+}
+
+fn is_tmpfs(dir: &Path) -> bool {
+    run(&["stat", "-f", "-c", "%T", dir.to_str().unwrap()]).is_ok_and(|t| t.trim() == "tmpfs")
+}
+
+fn kill_9_then_restart(tag: &str, extra: &[&str]) {
     let Some(file) = corpus_file("heplify/rtp_rtcp_sip_ipv4_udp.pcap") else {
         return;
     };
+    let ram = extra.contains(&"ram");
     let link = Link::new();
-    let dir = tmpdir("kill9");
+    let dir = tmpdir(tag);
     let store = dir.join("store");
+    let spool = xdprec_segment::spool_dir(&store);
+    // Unmounted when done, or when the test fails (before the directory is removed).
+    let _spool_mount = Mount(spool.clone());
+    if ram {
+        std::fs::create_dir_all(&spool).unwrap();
+        sh(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=4g",
+            "tmpfs",
+            spool.to_str().unwrap(),
+        ]);
+    }
+    let args: Vec<&str> = ["--seal-secs", "600"]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
     let mut sender = background_replay(&link, &file, 3000);
-    let mut cap = start_capture(&link, &store, &["--seal-secs", "600"]);
+    let mut cap = start_capture(&link, &store, &args);
     let iface = link.veth.a.clone();
     let before = wait_for(&store, &iface, 30, "records before the kill", |s| {
         s.get(Field::Written) >= 2000
@@ -301,9 +362,22 @@ fn kill_9_then_restart_recovers_and_continues() {
         !open_before.is_empty(),
         "a killed capture leaves an open segment"
     );
+    for s in &open_before {
+        let want = if ram {
+            &spool
+        } else {
+            &xdprec_segment::segments_dir(&store)
+        };
+        assert_eq!(s.path.parent(), Some(want.as_path()), "{s:?}");
+    }
+    assert_eq!(
+        is_tmpfs(&spool),
+        ram,
+        "the spool is a tmpfs with --spool ram only"
+    );
 
     let restart_ns = now_ns();
-    let cap = start_capture(&link, &store, &["--seal-secs", "600"]);
+    let cap = start_capture(&link, &store, &args);
     wait_for(&store, &iface, 30, "records after the restart", |s| {
         s.get(Field::Written) >= 1000
     });
@@ -382,6 +456,22 @@ fn kill_9_then_restart_recovers_and_continues() {
         before.get(Field::Written)
     );
     assert!(after_restart >= 1000);
+    if ram {
+        assert!(
+            is_tmpfs(&spool),
+            "a spool mounted by someone else stays mounted"
+        );
+        assert_eq!(
+            std::fs::read_dir(&spool).unwrap().count(),
+            0,
+            "spool emptied"
+        );
+        let segs_dir = xdprec_segment::segments_dir(&store);
+        assert!(segs
+            .iter()
+            .all(|s| s.path.parent() == Some(segs_dir.as_path())));
+    }
+    drop(_spool_mount);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
