@@ -6,7 +6,7 @@
 # Usage: sudo scripts/bench-capture.sh [--steps "250000 500000 ..."] [--secs 10] [--runs 1]
 #          [--capture-args "--spare-segments 3 --ring-size 131072 ..."] [--no-rt] [--only xdprec|tcpdump]
 #          [--napi sender|capture|own] [--napi-spin] [--queues K] [--tcpdump-buffers "0 131072"]
-#          [--out-dir DIR (store and tcpdump's file; default /tmp)]
+#          [--out-dir DIR (store and tcpdump's file; default /tmp)] [--spool ram|disk]
 #
 # Setup: a network namespace with a veth pair A (sender) -- B (capture), made here and removed
 # by a trap. The sender is `xdprec replay --sender live-ring` (BPF_PROG_RUN live frames of
@@ -40,6 +40,13 @@
 # sender cycles through its templates (one pass is 44 ms at 1.5 Mpps; RTP sequence numbers move
 # on in each pass, but the dedup fingerprint must not see old passes).
 #
+# --spool (default ram): the capture's --spool. With ram its active and spare segment files
+# live on a tmpfs at STORE/spool (sealed segments still go to the disk, by O_DIRECT copies);
+# the capture runs under `ip netns exec`, in a private mount namespace where it does not mount
+# one itself, so the script mounts it (and unmounts it after each run). With disk they live
+# beside the sealed segments and the kernel writes the reused files back every 30 s (round 8
+# in benches/results/capture.md: what that costs).
+#
 # Per step and system: frames sent (the sender's count), frames recorded (xdprec: `written` of
 # the capture's own summary; tcpdump: packets in its file, by capinfos, or tcpdump's own
 # "packets captured" where capinfos is missing), and drops by cause:
@@ -63,6 +70,7 @@ TD_BUFS="0 131072"
 RT=1
 ONLY=""
 OUTDIR=/tmp
+SPOOL=ram
 while [ $# -gt 0 ]; do
     case "$1" in
     --steps) STEPS="$2"; shift 2 ;;
@@ -76,12 +84,14 @@ while [ $# -gt 0 ]; do
     --napi-spin) SPIN=1; shift ;;
     --tcpdump-buffers) TD_BUFS="$2"; shift 2 ;;
     --out-dir) OUTDIR="$2"; shift 2 ;;
+    --spool) SPOOL="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 case "$NAPI" in sender | capture | own) ;; *) echo "--napi: sender, capture or own" >&2; exit 2 ;; esac
+case "$SPOOL" in ram | disk) ;; *) echo "--spool: ram or disk" >&2; exit 2 ;; esac
 case "$QUEUES" in '' | *[!0-9]* | 0) echo "--queues: a number >= 1" >&2; exit 2 ;; esac
 # capinfos (wireshark) is optional: without it tcpdump's own "packets captured" is used.
 for t in ip ethtool tcpdump taskset python3; do
@@ -133,6 +143,7 @@ cleanup() {
     [ "${#SPIN_PIDS[@]}" -gt 0 ] && kill "${SPIN_PIDS[@]}" 2>/dev/null || true
     echo "$HUGE0" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
     [ -n "$CAP_PID" ] && kill -9 "$CAP_PID" 2>/dev/null || true
+    [ -n "${WORK:-}" ] && umount "$WORK/store/spool" 2>/dev/null || true
     ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
     rm -rf "$WORK"
@@ -227,12 +238,16 @@ send() {
 run_xdprec() {
     local rate=$1 seed=$2 store="$WORK/store"
     rm -rf "$store"
+    if [ "$SPOOL" = ram ]; then
+        mkdir -p "$store/spool"
+        mount -t tmpfs -o size=$((QUEUES * 16 * 256))m tmpfs "$store/spool"
+    fi
     # shellcheck disable=SC2086
     # Not through nsx: $! must be the recorder itself (ip netns exec and nice exec). Only the
     # capture thread is pinned (--cores); the control and sealer threads float.
     ip netns exec "$NS" "${PRIO[@]}" "$BIN" capture --iface "$B" --store "$store" \
         --recorder bench --cores "$RECV_LIST" --xdp-mode native --dedup-window-ms 0 \
-        $CAPTURE_ARGS >"$WORK/capture.log" 2>&1 &
+        --spool "$SPOOL" $CAPTURE_ARGS >"$WORK/capture.log" 2>&1 &
     CAP_PID=$!
     for _ in $(seq 100); do
         grep -q "capture thread(s) running" "$WORK/capture.log" && break
@@ -279,6 +294,7 @@ EOF
         cp "$WORK/capture.log" "$OUTDIR/xdprec-capbench-loss-$rate-run$seed.log"
         echo "xdprec lost frames at $rate pps (run $seed): log kept in $OUTDIR/xdprec-capbench-loss-$rate-run$seed.log" >&2
     fi
+    [ "$SPOOL" = ram ] && umount "$store/spool"
     rm -rf "$store"
 }
 
@@ -375,7 +391,7 @@ echo "machine: $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -
     "date $(date -u +%Y-%m-%dT%H:%MZ); commit ${XDPREC_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
     "(+ $(git status --porcelain 2>/dev/null | wc -l) uncommitted files); load average before $LOAD0, after $LOAD1"
 echo "steps of $SECS s, $RUNS run(s) each, systems in turn within a step; $QUEUES queue(s); sender core(s) $SEND_LIST, recorder core(s) $RECV_LIST$([ "$NAPI" = own ] && echo ", NAPI core(s) $(IFS=,; echo "${NAPI_CPUS[*]}")");" \
-    "nice -10: $([ "$RT" = 1 ] && echo yes || echo no); receive-side NAPI on $(case $NAPI in own) echo "cores of its own$([ "$SPIN" = 1 ] && echo ", kept awake by an idle-class spinner")" ;; *) echo "the $NAPI's core" ;; esac); capture args: --dedup-window-ms 0 $CAPTURE_ARGS; store and pcap under $OUTDIR ($(df --output=fstype "$OUTDIR" | tail -1))"
+    "nice -10: $([ "$RT" = 1 ] && echo yes || echo no); receive-side NAPI on $(case $NAPI in own) echo "cores of its own$([ "$SPIN" = 1 ] && echo ", kept awake by an idle-class spinner")" ;; *) echo "the $NAPI's core" ;; esac); capture args: --dedup-window-ms 0 --spool $SPOOL $CAPTURE_ARGS; store and pcap under $OUTDIR ($(df --output=fstype "$OUTDIR" | tail -1))"
 echo
 echo "Per step: medians over runs; loss = sent - recorded (worst run in brackets)."
 echo
