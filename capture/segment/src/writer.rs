@@ -184,7 +184,11 @@ const NOTE_RECORD_BYTES_MIN: u64 = 96;
 impl Book {
     /// Vectors for a file of `capacity` bytes and a table of `streams_max`, faulted in now.
     fn new(capacity: u64, streams_max: u32) -> Book {
-        let mut notes = vec![Note::default(); (capacity / NOTE_RECORD_BYTES_MIN) as usize];
+        // Written element by element (not a zeroed allocation, whose pages would fault in
+        // later, on the capture thread).
+        let n = (capacity / NOTE_RECORD_BYTES_MIN) as usize;
+        let mut notes = Vec::with_capacity(n);
+        notes.resize(n, Note::default());
         notes.clear();
         let mut streams = Vec::with_capacity(streams_max as usize);
         streams.resize(streams_max as usize, LiveStream::EMPTY);
