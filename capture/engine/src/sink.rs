@@ -95,14 +95,25 @@ impl SegmentSink {
             want.div_ceil(1 << 20),
             dir.display()
         );
-        let ns = |p: &str| std::fs::read_link(p).ok();
-        if ns("/proc/self/ns/mnt") != ns("/proc/1/ns/mnt") {
-            return Err(format!(
-                "--spool ram: {} is not a tmpfs, and this process runs in a private mount \
-                 namespace (e.g. under `ip netns exec`), where a tmpfs it mounted would vanish \
-                 with it, unsealed segments included; mount one from outside first: {mount_cmd}",
-                dir.display()
-            ));
+        let ns = |p: &str| std::fs::read_link(p).map_err(|e| format!("{p}: {e}"));
+        match (ns("/proc/self/ns/mnt"), ns("/proc/1/ns/mnt")) {
+            (Ok(own), Ok(init)) if own == init => {}
+            (Ok(_), Ok(_)) => {
+                return Err(format!(
+                    "--spool ram: {} is not a tmpfs, and this process runs in a private mount \
+                     namespace (e.g. under `ip netns exec`), where a tmpfs it mounted would \
+                     vanish with it, unsealed segments included; mount one from outside \
+                     first: {mount_cmd}",
+                    dir.display()
+                ));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(format!(
+                    "--spool ram: {} is not a tmpfs, and whether a tmpfs mounted by this \
+                     process would outlive it cannot be told ({e}); mount one first: {mount_cmd}",
+                    dir.display()
+                ));
+            }
         }
         if std::fs::read_dir(&dir).map_or(0, |rd| rd.count()) > 0 {
             // Mounting would hide them.
