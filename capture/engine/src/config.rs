@@ -88,18 +88,38 @@ pub enum XdpModeSel {
     Skb,
 }
 
+/// The value of `what` named `s`: each choice is its names (the first one is listed in the
+/// error, the others are accepted aliases) and its value.
+fn one_of<T: Copy>(
+    what: &'static str,
+    s: &str,
+    choices: &[(&[&str], T)],
+) -> Result<T, ConfigError> {
+    if let Some((_, v)) = choices.iter().find(|(names, _)| names.contains(&s)) {
+        return Ok(*v);
+    }
+    let listed: Vec<&str> = choices
+        .iter()
+        .filter_map(|(names, _)| names.first().copied())
+        .collect();
+    Err(invalid(
+        what,
+        format!("`{s}` is not one of {}", listed.join(", ")),
+    ))
+}
+
 impl std::str::FromStr for XdpModeSel {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, ConfigError> {
-        match s {
-            "auto" => Ok(XdpModeSel::Auto),
-            "native" | "driver" => Ok(XdpModeSel::Native),
-            "skb" | "generic" => Ok(XdpModeSel::Skb),
-            _ => Err(invalid(
-                "--xdp-mode",
-                format!("`{s}` is not one of auto, native, skb"),
-            )),
-        }
+        one_of(
+            "--xdp-mode",
+            s,
+            &[
+                (&["auto"], XdpModeSel::Auto),
+                (&["native", "driver"], XdpModeSel::Native),
+                (&["skb", "generic"], XdpModeSel::Skb),
+            ],
+        )
     }
 }
 
@@ -120,11 +140,11 @@ pub enum Spool {
 impl std::str::FromStr for Spool {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, ConfigError> {
-        match s {
-            "disk" => Ok(Spool::Disk),
-            "ram" => Ok(Spool::Ram),
-            _ => Err(invalid("--spool", format!("`{s}` is not one of disk, ram"))),
-        }
+        one_of(
+            "--spool",
+            s,
+            &[(&["disk"], Spool::Disk), (&["ram"], Spool::Ram)],
+        )
     }
 }
 

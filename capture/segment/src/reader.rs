@@ -31,6 +31,30 @@ pub fn spool_dir(store: &Path) -> PathBuf {
     store.join("spool")
 }
 
+/// The file names in a store's segments and spool directories (either may be missing), each
+/// with its directory, sorted by name, then directory (`segments/` before `spool/`).
+pub(crate) fn store_files(
+    segments: &Path,
+    spool: &Path,
+) -> Result<Vec<(String, PathBuf)>, SegmentError> {
+    let mut names = Vec::new();
+    for dir in [segments, spool] {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(SegmentError::io("read directory", dir, e)),
+        };
+        for ent in rd {
+            let ent = ent.map_err(|e| SegmentError::io("read directory", dir, e))?;
+            if let Some(n) = ent.file_name().to_str() {
+                names.push((n.to_string(), dir.to_path_buf()));
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 enum Data {
     Mapped(Mmap),
     Owned(Vec<u8>),
@@ -305,23 +329,9 @@ pub struct SegmentInfo {
 /// recorder, interface, queue, seq. Ignores files that are not segments (spares, temporary
 /// files, locks, foreign files).
 pub fn list_segments(store: &Path) -> Result<Vec<SegmentInfo>, SegmentError> {
-    // `segments/` first: of a segment that is in both (moved out of the spool, the original
-    // not yet removed), the one in `segments/` is listed.
-    let mut names = Vec::new();
-    for dir in [segments_dir(store), spool_dir(store)] {
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(SegmentError::io("read directory", &dir, e)),
-        };
-        for ent in rd {
-            let ent = ent.map_err(|e| SegmentError::io("read directory", &dir, e))?;
-            if let Some(n) = ent.file_name().to_str() {
-                names.push((n.to_string(), dir.clone()));
-            }
-        }
-    }
-    names.sort();
+    let mut names = store_files(&segments_dir(store), &spool_dir(store))?;
+    // Of a segment that is in both (moved out of the spool, the original not yet removed),
+    // the one in `segments/` (sorted first) is listed.
     names.dedup_by(|b, a| a.0 == b.0);
     let (names, dirs): (Vec<String>, Vec<PathBuf>) = names.into_iter().unzip();
     let sealed = sealed_segments(&names);

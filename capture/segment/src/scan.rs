@@ -112,18 +112,13 @@ impl ScanBufs {
 
 /// Scans records from `start` until the first invalid one or `end`.
 pub(crate) fn scan(data: &[u8], start: u64, end: u64) -> Scanned {
-    scan_opt(data, start, end, true)
+    scan_with(data, start, end, true, &mut ScanBufs::default())
 }
 
-/// [`scan`]; `verify = false` skips the record CRCs (see `parse_record_opt`): a writer sealing
-/// the segment it wrote itself, up to the end it knows. The CRC pass over the whole segment
-/// was a fifth of the sealer's time.
-pub(crate) fn scan_opt(data: &[u8], start: u64, end: u64, verify: bool) -> Scanned {
-    scan_with(data, start, end, verify, &mut ScanBufs::default())
-}
-
-/// [`scan_opt`] with buffers to reuse; hand the result's directory back with
-/// [`ScanBufs::give_back`] when done with it.
+/// [`scan`] with buffers to reuse; hand the result's directory back with
+/// [`ScanBufs::give_back`] when done with it. `verify = false` skips the record CRCs (see
+/// `parse_record_opt`): a writer sealing the segment it wrote itself, up to the end it knows
+/// (the CRC pass over the whole segment was a fifth of the sealer's time).
 pub(crate) fn scan_with(
     data: &[u8],
     start: u64,

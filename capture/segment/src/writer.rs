@@ -80,7 +80,7 @@ use crate::format::{
     CAPACITY_MAX, CAPACITY_MIN, DEF_RECORD_LEN, END_MARK_LEN, FLAG_RTP, FLAG_STREAM_DEF, FRAME_MAX,
     HEADER_LEN, KEY_LEN, STREAMS_MAX,
 };
-use crate::reader::{compress_segment, segments_dir, spool_dir};
+use crate::reader::{compress_segment, segments_dir, spool_dir, store_files};
 use crate::scan::{dir_from_notes, encode_dir, scan_with, Note, ScanBufs, Scanned, StreamSum};
 use crate::sys;
 use crate::{Appended, RecordMeta, StreamKey, WriterConfig};
@@ -532,6 +532,21 @@ fn seal_by_copy(map: &MmapMut, seg_dir: &Path, fin: &Finished) -> Result<Sealed,
     }
 }
 
+/// A seal by copy failed with `e` (disk full, say): reports it and seals the segment in its
+/// own file instead (`seals_in_place`).
+fn seal_in_place_after(
+    e: SegmentError,
+    file: File,
+    map: MmapMut,
+    path: &Path,
+    fin: &Finished,
+    shared: &Shared,
+) -> Result<Sealed, SegmentError> {
+    shared.error(&e);
+    shared.seals_in_place.fetch_add(1, Ordering::Relaxed);
+    seal_in_place(file, map, path, fin, &shared.hole_punch_errors)
+}
+
 /// A seal's copy is written in pieces of this size (one `pwrite` each).
 const COPY_PIECE_BYTES: usize = 8 << 20;
 
@@ -566,11 +581,7 @@ fn seal_file(
                     }
                     Ok(s)
                 }
-                Err(e) => {
-                    shared.error(&e);
-                    shared.seals_in_place.fetch_add(1, Ordering::Relaxed);
-                    seal_in_place(file, map, path, &fin, &shared.hole_punch_errors)
-                }
+                Err(e) => seal_in_place_after(e, file, map, path, &fin, shared),
             }
         }
         Some(fin) => seal_in_place(file, map, path, &fin, &shared.hole_punch_errors),
@@ -667,13 +678,11 @@ fn seal_and_recycle(
             recycle(a, ctx, shared)
         }
         Err(e) => {
-            shared.error(&e);
-            shared.seals_in_place.fetch_add(1, Ordering::Relaxed);
             shared.slots_live.fetch_sub(1, Ordering::Relaxed);
             let Active {
                 file, map, path, ..
             } = a;
-            let r = seal_in_place(file, map, &path, &fin, &shared.hole_punch_errors);
+            let r = seal_in_place_after(e, file, map, &path, &fin, shared);
             count_seal(&r, ctx, shared);
             None
         }
@@ -1544,21 +1553,8 @@ impl Drop for SegmentWriter {
 /// copy or compression, and moves segments sealed in place in the spool (their copy had
 /// failed) into `segments/`. Returns the next sequence number.
 fn recover(ctx: &Ctx, shared: &Shared, stats: &mut WriterStats) -> Result<u64, SegmentError> {
-    let mut names = Vec::new();
-    for dir in [&ctx.seg_dir, &ctx.spool_dir] {
-        let rd = match fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && *dir == ctx.spool_dir => continue,
-            Err(e) => return Err(SegmentError::io("read directory", dir, e)),
-        };
-        for ent in rd {
-            let ent = ent.map_err(|e| SegmentError::io("read directory", dir, e))?;
-            if let Some(n) = ent.file_name().to_str() {
-                names.push((n.to_string(), dir.clone()));
-            }
-        }
-    }
-    names.sort();
+    // (`open` made `segments/`; the spool may not exist.)
+    let names = store_files(&ctx.seg_dir, &ctx.spool_dir)?;
     let all: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
     let sealed = format::sealed_segments(&all);
     let mut next_seq = 0u64;
