@@ -53,7 +53,11 @@
 # the sender veth's tx_dropped (its peer's 256-frame XDP ring), the probe's no_socket /
 # redirect_failed / dropped, the AF_XDP socket's ring-full and fill-ring-empty counts, the
 # writer's disk-full / write errors; for tcpdump its "dropped by kernel", B's rx_dropped and
-# the softnet backlog drops. A step is zero-loss when recorded == sent in every run; a system's figure is
+# the softnet backlog drops. For xdprec also where its capture thread's time went (from `xdprec
+# stat` once a second): the longest it was away from its ring, and over the send the time it
+# waited for its core (other tasks on it), the hypervisor's steal of that core; the log of a
+# run that lost frames is kept, with the capture's per-second "away from its ring" warnings.
+# A step is zero-loss when recorded == sent in every run; a system's figure is
 # the median sent rate of its highest step below its first step with loss.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -234,7 +238,10 @@ send() {
 
 # run_xdprec RATE SEED: prints "sent secs written drops(ring_full fill_empty no_socket
 # redirect_failed probe_dropped disk_full write_errors tx_dropped) segments rss_kb hwm_kb spare_misses
-# seal_max_ms seals_in_place"
+# seal_max_ms seals_in_place gap_ms run_delay_ms steal_ms preemptions": the last four from
+# `xdprec stat` once a second during the send: the longest time a capture thread was away from
+# its ring, and over the send the time it waited for its core, the hypervisor's steal of its
+# core and its preemptions (summed over queues).
 run_xdprec() {
     local rate=$1 seed=$2 store="$WORK/store"
     rm -rf "$store"
@@ -256,9 +263,13 @@ run_xdprec() {
     done
     napi_pin
     sleep 0.5
-    local sent secs txd
+    local sent secs txd stat_pid
+    "$BIN" stat --store "$store" --json --interval 1 --count $((SECS + 30)) >"$WORK/stat-run.json" 2>/dev/null &
+    stat_pid=$!
     read -r sent secs txd < <(send "$rate" "$seed")
     sleep 1
+    kill "$stat_pid" 2>/dev/null || true
+    wait "$stat_pid" 2>/dev/null || true
     "$BIN" stat --store "$store" --json --count 1 --interval 0.2 >"$WORK/stat.json"
     napi_off
     local rss hwm
@@ -270,9 +281,19 @@ run_xdprec() {
     local segs
     segs=$(find "$store/segments" -name '*.xseg' | wc -l)
     local row
-    row=$(python3 - "$WORK/stat.json" "$WORK/capture.log" "$sent" "$secs" "$txd" "$segs" "$rss" "$hwm" <<'EOF'
+    row=$(python3 - "$WORK/stat.json" "$WORK/capture.log" "$sent" "$secs" "$txd" "$segs" "$rss" "$hwm" "$WORK/stat-run.json" <<'EOF'
 import json, re, sys
-stat, log, sent, secs, txd, segs, rss, hwm = sys.argv[1:]
+stat, log, sent, secs, txd, segs, rss, hwm, during = sys.argv[1:]
+gap, first, last = 0, {}, {}
+for line in open(during):
+    if line.startswith("{") and "max_loop_gap_ns" in line:
+        r = json.loads(line)
+        q = (r["iface"], r["queue"])
+        gap = max(gap, r["max_loop_gap_ns"])
+        first.setdefault(q, r)
+        last[q] = r
+def delta(k):
+    return sum(last[q][k] - first[q][k] for q in last)
 row = {}
 for line in open(stat):
     line = line.strip()
@@ -284,7 +305,8 @@ m = re.search(r"written (\d+) .*ring full (\d+) fill empty (\d+) invalid (\d+) d
 written, ring_full, fill_empty, _inv, disk_full, werr = (int(x) for x in m.groups()) if m else (0,) * 6
 print(sent, secs, written, ring_full, fill_empty, p.get("no_socket", 0), p.get("redirect_failed", 0),
       p.get("dropped", 0), disk_full, werr, txd, segs, rss, hwm, row.get("spare_misses", 0),
-      row.get("seal_max_ms", 0), row.get("seals_in_place", 0))
+      row.get("seal_max_ms", 0), row.get("seals_in_place", 0), gap // 10**6,
+      delta("run_delay_ns") // 10**6, delta("steal_ns") // 10**6, delta("involuntary_switches"))
 EOF
 )
     echo "$row"
@@ -401,8 +423,8 @@ for sys in "${SYSTEMS[@]}"; do
     xdprec)
         echo "### xdprec capture"
         echo
-        table "$sys" "ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | spare misses | slowest seal ms" \
-            '$4' '$5' '$6+$7+$8' '$11' '$12' '$15' '$16'
+        table "$sys" "ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | spare misses | slowest seal ms | longest away ms | waited for core ms | steal ms" \
+            '$4' '$5' '$6+$7+$8' '$11' '$12' '$15' '$16' '$18' '$19' '$20'
         ;;
     tcpdump:*)
         echo "### $(td_name "${sys#tcpdump:}")"

@@ -35,7 +35,7 @@ use crate::config::{CaptureConfig, ConfigError, HaRole, QueuePlan, XdpModeSel};
 use crate::dedup::DedupTable;
 use crate::ha::{self, HaError};
 use crate::pipeline::{Pipeline, ProbeClassifier, RecordSink};
-use crate::stats::{CoreStats, Counters, Field, StatsError, StatsFile, StatsIdentity};
+use crate::stats::{CoreStats, Counters, Field, SchedSample, StatsError, StatsFile, StatsIdentity};
 use crate::sys::{XskError, XskQueue, XskUmem};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,15 @@ struct Worker {
     stats: Arc<CoreStats>,
     file: StatsFile,
     handle: Option<JoinHandle<Result<Counters, String>>>,
+    /// The procfs sample and the drop total of the previous publication (for the stall log).
+    prev_sched: Option<SchedSample>,
+    prev_drops: u64,
 }
+
+/// A capture thread away from its ring this long within one second is logged, with where the
+/// time went. 10 ms is a quarter of the default ring at 1.5 Mpps: worth knowing before it
+/// grows into loss.
+const STALL_LOG_NS: u64 = 10_000_000;
 
 fn probe_mode(m: XdpModeSel) -> XdpMode {
     match m {
@@ -586,9 +594,41 @@ fn publish_all(workers: &mut [Worker], probes: &[(String, ProbeHandle)]) {
         for w in workers.iter_mut().filter(|w| &w.plan.iface == iface) {
             let mut v = w.stats.snapshot();
             v[Field::UpdateNs as usize] = now;
+            if let Some(tid) = w.stats.tid() {
+                let s = SchedSample::read(tid, w.plan.core.map(|c| c as u32));
+                s.store(&mut v);
+                log_stall(w, &v, &s);
+                w.prev_sched = Some(s);
+            }
             w.file.write(&v, &counters);
         }
     }
+}
+
+/// One line when the capture thread was away from its ring for [`STALL_LOG_NS`] or more in
+/// the last second: how long, frames lost meanwhile, and the share of other tasks on its core
+/// (run delay), of the hypervisor (steal) and of preemptions, so an operator can tell a busy
+/// core from a busy host.
+fn log_stall(w: &mut Worker, v: &[u64; crate::stats::FIELD_COUNT], s: &SchedSample) {
+    let drops = v[Field::XskRingFull as usize] + v[Field::XskFillEmpty as usize];
+    let lost = drops.saturating_sub(w.prev_drops);
+    w.prev_drops = drops;
+    let gap_ns = v[Field::MaxLoopGapNs as usize];
+    // The first sample has nothing to be compared with (its totals run since boot).
+    let Some(p) = w.prev_sched.as_ref().filter(|_| gap_ns >= STALL_LOG_NS) else {
+        return;
+    };
+    log::warn!(
+        "{}: capture thread away from its ring for {} ms; in the last second: {} frame(s) \
+         dropped by the socket, waited {} ms for its core, hypervisor steal {} ms, {} preemption(s)",
+        thread_name(&w.plan),
+        gap_ns / 1_000_000,
+        lost,
+        s.run_delay_ns.saturating_sub(p.run_delay_ns) / 1_000_000,
+        s.steal_ns.saturating_sub(p.steal_ns) / 1_000_000,
+        s.involuntary_switches
+            .saturating_sub(p.involuntary_switches),
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -641,6 +681,7 @@ where
     let handle = std::thread::Builder::new()
         .name(format!("xdprec-{}-q{}", qp.iface, qp.queue))
         .spawn(move || {
+            thread_stats.set_tid_of_current_thread();
             if let Some(c) = core {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
                     log::warn!("{name}: could not pin to core {c}");
@@ -678,6 +719,8 @@ where
         stats,
         file,
         handle: Some(handle),
+        prev_sched: None,
+        prev_drops: 0,
     })
 }
 
@@ -709,11 +752,14 @@ where
     // After the drain flag, at most this many more frames are taken (the socket is already out
     // of the XSKMAP, so only what is in the ring remains).
     let mut drain_budget = u64::from(xsk.ring_size()) * 2;
+    let mut last_look = Instant::now();
     loop {
         let draining = drain.load(Ordering::Relaxed);
         let waiting = xsk.rx_waiting();
         pipe.note_ring_fill(u64::from(waiting));
         let started = Instant::now();
+        pipe.note_loop_gap(started.saturating_duration_since(last_look));
+        last_look = started;
         let now = wall_ns();
         let n = xsk
             .recv_batch(batch, |frames| pipe.process_chunk(frames, now, now))
@@ -736,6 +782,8 @@ where
             pipe.counters.add(Field::Polls, 1);
             if idle.is_zero() {
                 xsk.poll(100).map_err(|e| format!("poll: {e}"))?;
+                // Waiting for frames is not a stall: count from the wake-up.
+                last_look = Instant::now();
             } else {
                 std::thread::sleep(idle);
             }

@@ -163,6 +163,7 @@ pub struct Pipeline<C, S> {
     hist: Histogram<u64>,
     last_housekeeping_ns: u64,
     ring_fill_max: u64,
+    loop_gap_max_ns: u64,
     disk_full_logged: u64,
     errors_logged: u64,
     name: String,
@@ -182,6 +183,7 @@ impl<C: FrameClassifier, S: RecordSink> Pipeline<C, S> {
                 .expect("constant histogram bounds are valid"),
             last_housekeeping_ns: 0,
             ring_fill_max: 0,
+            loop_gap_max_ns: 0,
             disk_full_logged: 0,
             errors_logged: 0,
             name,
@@ -324,6 +326,14 @@ impl<C: FrameClassifier, S: RecordSink> Pipeline<C, S> {
         self.ring_fill_max = self.ring_fill_max.max(entries);
     }
 
+    /// Records the time since the thread last looked at its ring (see
+    /// [`Field::MaxLoopGapNs`]).
+    #[inline]
+    pub fn note_loop_gap(&mut self, gap: std::time::Duration) {
+        let ns = gap.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.loop_gap_max_ns = self.loop_gap_max_ns.max(ns);
+    }
+
     /// Records the time one batch took (classify + write).
     #[inline]
     pub fn note_batch(&mut self, started: Instant) {
@@ -383,6 +393,8 @@ impl<C: FrameClassifier, S: RecordSink> Pipeline<C, S> {
         self.hist.reset();
         c.set(Field::RingFill, self.ring_fill_max);
         self.ring_fill_max = 0;
+        c.set(Field::MaxLoopGapNs, self.loop_gap_max_ns);
+        self.loop_gap_max_ns = 0;
     }
 
     /// Publishes the counters (once per batch).

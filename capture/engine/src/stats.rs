@@ -28,8 +28,10 @@
 //! (even) with release ordering. A reader loads `seq` (acquire), skips if odd, copies the
 //! values, an acquire fence, and loads `seq` again: equal means an untorn snapshot.
 //! Counters are totals since the capture started (rates are differences of snapshots); gauges
-//! (`active_streams`, `ring_fill`, `p99_write_ns`, `max_write_ns`) are values over the last
-//! second.
+//! (`active_streams`, `ring_fill`, `p99_write_ns`, `max_write_ns`, `max_loop_gap_ns`) are
+//! values over the last second. `run_delay_ns`, `involuntary_switches` and `steal_ns` are not
+//! the capture thread's: the control thread reads them from procfs when it publishes (the
+//! thread's own slots for them stay 0).
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -98,10 +100,14 @@ fields! {
     SealQueueWaits = 38, "seal_queue_waits", "Rotations that waited because the sealer had 8 segments queued (the disk is slower than the capture).";
     SealsInPlace = 39, "seals_in_place", "Segments sealed in their own file because the copy into a sealed file failed (disk full?): that file leaves the spare pool until a new one can be made.";
     SealMaxMs = 40, "seal_max_ms", "Longest seal so far (a full segment handed to the sealer until its file is a spare again), ms; rotations find no spare once it nears --spare-segments fill times of a segment.";
+    MaxLoopGapNs = 41, "max_loop_gap_ns", "Longest time between two looks of the capture thread at its rx ring in the last second (gauge; waits in poll() for an empty ring excluded). Frames are lost once it passes the ring's time (ring_size / packet rate); run_delay_ns, steal_ns and involuntary_switches say where such a stall came from.";
+    RunDelayNs = 42, "run_delay_ns", "Time the capture thread was ready to run but waited for its core (another task on it), ns (/proc/PID/task/TID/schedstat; read by the control thread once a second).";
+    InvoluntarySwitches = 43, "involuntary_switches", "Times the capture thread was preempted (/proc/PID/task/TID/status nonvoluntary_ctxt_switches).";
+    StealNs = 44, "steal_ns", "Time the hypervisor gave the capture thread's core to someone else (/proc/stat steal of the pinned core, 10 ms resolution; 0 when the thread is not pinned).";
 }
 
 /// Engine value slots in use.
-pub const FIELD_COUNT: usize = 41;
+pub const FIELD_COUNT: usize = 45;
 /// First slot of the probe counters.
 pub const PROBE_BASE: usize = 64;
 /// Value slots in the file.
@@ -112,7 +118,7 @@ pub const MAGIC: &[u8; 8] = b"XDPRSTAT";
 pub const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 128;
 
-const _: () = assert!(FIELD_COUNT == Field::SealMaxMs as usize + 1);
+const _: () = assert!(FIELD_COUNT == Field::StealNs as usize + 1);
 const _: () = assert!(FIELD_COUNT <= PROBE_BASE);
 const _: () = assert!(PROBE_BASE + xdprec_classify::abi::COUNTER_MAX as usize <= SLOTS);
 const _: () = assert!(HEADER_BYTES + SLOTS * 8 <= FILE_BYTES);
@@ -121,17 +127,30 @@ const _: () = assert!(HEADER_BYTES + SLOTS * 8 <= FILE_BYTES);
 #[repr(C, align(128))]
 pub struct CoreStats {
     v: [AtomicU64; FIELD_COUNT],
+    /// The thread's kernel task id (0 until it has started), for [`SchedSample::read`].
+    tid: AtomicU64,
 }
 
 impl Default for CoreStats {
     fn default() -> Self {
         CoreStats {
             v: std::array::from_fn(|_| AtomicU64::new(0)),
+            tid: AtomicU64::new(0),
         }
     }
 }
 
 impl CoreStats {
+    /// Called by the owning thread once, at its start.
+    pub fn set_tid_of_current_thread(&self) {
+        self.tid
+            .store(current_tid().unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub fn tid(&self) -> Option<u64> {
+        Some(self.tid.load(Ordering::Relaxed)).filter(|t| *t != 0)
+    }
+
     /// Publishes the owner's local counters (single writer: plain relaxed stores).
     #[inline]
     pub fn publish(&self, local: &Counters) {
@@ -399,6 +418,81 @@ impl StatsReader {
     }
 }
 
+/// The kernel task id of the calling thread (from the `/proc/thread-self` link, which reads
+/// `PID/task/TID`).
+pub fn current_tid() -> Option<u64> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// Where a capture thread's time went, sampled from procfs by the control thread (never by
+/// the capture thread: these are file reads). All values are totals since boot or since the
+/// thread started; the stats file carries them as counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedSample {
+    /// Time runnable but waiting for a core ([`Field::RunDelayNs`]).
+    pub run_delay_ns: u64,
+    /// Preemptions ([`Field::InvoluntarySwitches`]).
+    pub involuntary_switches: u64,
+    /// Hypervisor steal of the thread's core ([`Field::StealNs`]).
+    pub steal_ns: u64,
+}
+
+/// `/proc/stat` counts in USER_HZ ticks, which the kernel fixes at 100 a second for user
+/// space on every architecture xdprec runs on (x86-64, arm64).
+const USER_HZ_NS: u64 = 10_000_000;
+
+impl SchedSample {
+    /// Samples thread `tid` of this process and `core` (None: steal stays 0). Fields whose
+    /// file cannot be read stay 0.
+    pub fn read(tid: u64, core: Option<u32>) -> SchedSample {
+        let task = format!("/proc/self/task/{tid}");
+        let text = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        SchedSample {
+            run_delay_ns: parse_schedstat_run_delay(&text(&format!("{task}/schedstat")))
+                .unwrap_or(0),
+            involuntary_switches: parse_status_field(
+                &text(&format!("{task}/status")),
+                "nonvoluntary_ctxt_switches",
+            )
+            .unwrap_or(0),
+            steal_ns: core
+                .and_then(|c| parse_cpu_steal_ticks(&text("/proc/stat"), c))
+                .map_or(0, |t| t.saturating_mul(USER_HZ_NS)),
+        }
+    }
+
+    /// Writes the sample into a snapshot's slots.
+    pub fn store(&self, v: &mut [u64; FIELD_COUNT]) {
+        v[Field::RunDelayNs as usize] = self.run_delay_ns;
+        v[Field::InvoluntarySwitches as usize] = self.involuntary_switches;
+        v[Field::StealNs as usize] = self.steal_ns;
+    }
+}
+
+/// `/proc/PID/task/TID/schedstat`: "run_ns wait_ns timeslices"; the second is the time spent
+/// runnable on a run queue.
+fn parse_schedstat_run_delay(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// A "Name:\tvalue" line of `/proc/PID/status`.
+fn parse_status_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == name).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// The steal column (the 8th value) of the `cpuN` line of `/proc/stat`.
+fn parse_cpu_steal_ticks(text: &str, core: u32) -> Option<u64> {
+    let label = format!("cpu{core}");
+    let line = text
+        .lines()
+        .find(|l| l.split_ascii_whitespace().next() == Some(label.as_str()))?;
+    line.split_ascii_whitespace().nth(8)?.parse().ok()
+}
+
 /// Stats files in `STORE/stats`, sorted.
 pub fn list_stats_files(store: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(store.join("stats"))
@@ -446,6 +540,52 @@ mod tests {
         assert!(s2.seq > s.seq);
         assert_eq!(list_stats_files(&dir).len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sched_fields_are_parsed_from_procfs_text() {
+        assert_eq!(
+            parse_schedstat_run_delay("936555 1450000 17\n"),
+            Some(1_450_000)
+        );
+        assert_eq!(parse_schedstat_run_delay("936555\n"), None);
+        let status =
+            "Name:\txdprec\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(
+            parse_status_field(status, "nonvoluntary_ctxt_switches"),
+            Some(7)
+        );
+        assert_eq!(
+            parse_status_field(status, "voluntary_ctxt_switches"),
+            Some(12)
+        );
+        assert_eq!(parse_status_field(status, "Threads"), None);
+        let stat = "cpu  2548460 61053 1520373 3554347 146814 0 478885 12833 0 0\n\
+                    cpu0 1060913 30175 792060 1808322 16050 0 468048 6276 0 0\n\
+                    cpu1 1487546 30878 728313 1746025 130764 0 10836 6556 0 0\n\
+                    cpu10 1 2 3 4 5 6 7 99 0 0\n";
+        assert_eq!(parse_cpu_steal_ticks(stat, 0), Some(6276));
+        assert_eq!(parse_cpu_steal_ticks(stat, 1), Some(6556));
+        assert_eq!(parse_cpu_steal_ticks(stat, 10), Some(99));
+        assert_eq!(parse_cpu_steal_ticks(stat, 2), None);
+        assert_eq!(parse_cpu_steal_ticks("cpu3 1 2\n", 3), None);
+    }
+
+    #[test]
+    fn a_thread_samples_itself() {
+        let c = CoreStats::default();
+        assert_eq!(c.tid(), None);
+        c.set_tid_of_current_thread();
+        let tid = c.tid().expect("this thread's task id");
+        assert!(std::path::Path::new(&format!("/proc/self/task/{tid}")).is_dir());
+        // Values may be 0 here (an idle test machine); that they are read into the right
+        // slots, and that an unknown task reads as nothing, is what is checked.
+        let s = SchedSample::read(tid, Some(0));
+        let mut v = [0u64; FIELD_COUNT];
+        s.store(&mut v);
+        assert_eq!(v[Field::RunDelayNs as usize], s.run_delay_ns);
+        assert_eq!(v[Field::StealNs as usize], s.steal_ns);
+        assert_eq!(SchedSample::read(u64::MAX, None), SchedSample::default());
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! files of a store like vmstat: one row per capture thread per interval.
 //!
 //! Rates are differences of two snapshots over the writer's own clock (`update_ns`); counters
-//! are totals since the capture started; `ring_fill`, `active_streams` and `p99_write_us` are
-//! gauges over the last second. `dupdrop` counts frames not stored because a copy of the same
+//! are totals since the capture started; `ring_fill`, `active_streams`, `p99_write_us` and
+//! `gapms` (`max_loop_gap_ns`: the longest time the capture thread was away from its ring) are
+//! gauges over the last second; the JSON's `run_delay_ns`, `steal_ns` and
+//! `involuntary_switches` tell where a long gap came from. `dupdrop` counts frames not stored because a copy of the same
 //! IP packet was stored within the dedup window (`xdprec_capture::dedup`); the JSON rows
 //! carry every counter, `dup_dropped` and `dedup_evicted` included. A hot standby's rows show
 //! recorder `NAME.sb`. The file layout is documented in `xdprec_capture::stats`.
@@ -126,12 +128,12 @@ fn json(r: &Row) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-const HEADER: &str = "time                 iface            q core        pps    Mbit/s    written    dupdrop  ringfull fillempty  invalid diskfull  streams ringfill p99us recorder";
+const HEADER: &str = "time                 iface            q core        pps    Mbit/s    written    dupdrop  ringfull fillempty  invalid diskfull  streams ringfill p99us gapms recorder";
 
 fn text(r: &Row) -> String {
     let s = &r.snap;
     format!(
-        "{:20} {:<15} {:>2} {:>4} {:>10.0} {:>9.2} {:>10} {:>10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5.0} {}{}",
+        "{:20} {:<15} {:>2} {:>4} {:>10.0} {:>9.2} {:>10} {:>10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>5.0} {:>5} {}{}",
         r.time,
         s.id.iface,
         s.id.queue,
@@ -147,6 +149,7 @@ fn text(r: &Row) -> String {
         s.get(Field::ActiveStreams),
         s.get(Field::RingFill),
         s.get(Field::P99WriteNs) as f64 / 1000.0,
+        s.get(Field::MaxLoopGapNs) / 1_000_000,
         s.id.recorder,
         if r.alive { "" } else { " (capture not running)" }
     )

@@ -427,13 +427,24 @@ fn kill_9_then_restart(tag: &str, extra: &[&str]) {
             "active_streams",
             "ring_fill",
             "p99_write_us",
+            "max_loop_gap_ns",
+            "run_delay_ns",
+            "steal_ns",
+            "involuntary_switches",
         ] {
             assert!(r.get(k).is_some(), "field {k} missing in {r}");
         }
         assert_eq!(r["iface"], serde_json::Value::from(iface.clone()));
         assert!(r["pps"].as_f64().unwrap() > 0.0, "{r}");
+        // Measured: time passes between two looks at the ring. (How long it is depends on
+        // the machine, so no bound is asserted.)
+        assert!(r["max_loop_gap_ns"].as_u64().unwrap() > 0, "{r}");
     }
     assert!(rows[1]["rx_packets"].as_u64() > rows[0]["rx_packets"].as_u64());
+    // Counters sampled by the control thread from procfs only grow.
+    for k in ["run_delay_ns", "steal_ns", "involuntary_switches"] {
+        assert!(rows[1][k].as_u64() >= rows[0][k].as_u64(), "{k}: {rows:?}");
+    }
     let (ok, log) = cap.stop();
     let _ = sender.kill();
     let _ = sender.wait();
