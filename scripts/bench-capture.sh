@@ -55,8 +55,9 @@
 # writer's disk-full / write errors; for tcpdump its "dropped by kernel", B's rx_dropped and
 # the softnet backlog drops. For xdprec also where its capture thread's time went (from `xdprec
 # stat` once a second): the longest it was away from its ring, and over the send the time it
-# waited for its core (other tasks on it), the hypervisor's steal of that core; the log of a
-# run that lost frames is kept, with the capture's per-second "away from its ring" warnings.
+# waited for its core (other tasks on it), the hypervisor's steal of that core, and the most rx
+# ring entries waiting; the log and per-second stats of a run that lost frames are kept (the
+# log has the capture's "away from its ring" warnings).
 # A step is zero-loss when recorded == sent in every run; a system's figure is
 # the median sent rate of its highest step below its first step with loss.
 set -euo pipefail
@@ -238,10 +239,11 @@ send() {
 
 # run_xdprec RATE SEED: prints "sent secs written drops(ring_full fill_empty no_socket
 # redirect_failed probe_dropped disk_full write_errors tx_dropped) segments rss_kb hwm_kb spare_misses
-# seal_max_ms seals_in_place gap_ms run_delay_ms steal_ms preemptions": the last four from
-# `xdprec stat` once a second during the send: the longest time a capture thread was away from
-# its ring, and over the send the time it waited for its core, the hypervisor's steal of its
-# core and its preemptions (summed over queues).
+# seal_max_ms seals_in_place gap_ms run_delay_ms steal_ms preemptions ring_fill_max": the last
+# five from `xdprec stat` once a second during the send: the longest time a capture thread was
+# away from its ring, over the send the time it waited for its core, the hypervisor's steal of
+# its core and its preemptions (summed over queues), and the most rx ring entries it found
+# waiting (a ring that fills without a long gap: the thread was too slow for a while).
 run_xdprec() {
     local rate=$1 seed=$2 store="$WORK/store"
     rm -rf "$store"
@@ -284,12 +286,13 @@ run_xdprec() {
     row=$(python3 - "$WORK/stat.json" "$WORK/capture.log" "$sent" "$secs" "$txd" "$segs" "$rss" "$hwm" "$WORK/stat-run.json" <<'EOF'
 import json, re, sys
 stat, log, sent, secs, txd, segs, rss, hwm, during = sys.argv[1:]
-gap, first, last = 0, {}, {}
+gap, fill, first, last = 0, 0, {}, {}
 for line in open(during):
     if line.startswith("{") and "max_loop_gap_ns" in line:
         r = json.loads(line)
         q = (r["iface"], r["queue"])
         gap = max(gap, r["max_loop_gap_ns"])
+        fill = max(fill, r["ring_fill"])
         first.setdefault(q, r)
         last[q] = r
 def delta(k):
@@ -306,15 +309,17 @@ written, ring_full, fill_empty, _inv, disk_full, werr = (int(x) for x in m.group
 print(sent, secs, written, ring_full, fill_empty, p.get("no_socket", 0), p.get("redirect_failed", 0),
       p.get("dropped", 0), disk_full, werr, txd, segs, rss, hwm, row.get("spare_misses", 0),
       row.get("seal_max_ms", 0), row.get("seals_in_place", 0), gap // 10**6,
-      delta("run_delay_ns") // 10**6, delta("steal_ns") // 10**6, delta("involuntary_switches"))
+      delta("run_delay_ns") // 10**6, delta("steal_ns") // 10**6, delta("involuntary_switches"), fill)
 EOF
 )
     echo "$row"
-    # A run that lost frames: keep the capture's log (start-up, warnings, summary) to look at.
+    # A run that lost frames: keep the capture's log (start-up, warnings, summary) and its
+    # per-second stats to look at.
     set -- $row
     if [ "${3:-0}" -lt "${1:-0}" ]; then
         cp "$WORK/capture.log" "$OUTDIR/xdprec-capbench-loss-$rate-run$seed.log"
-        echo "xdprec lost frames at $rate pps (run $seed): log kept in $OUTDIR/xdprec-capbench-loss-$rate-run$seed.log" >&2
+        cp "$WORK/stat-run.json" "$OUTDIR/xdprec-capbench-loss-$rate-run$seed.stat.json"
+        echo "xdprec lost frames at $rate pps (run $seed): log and per-second stats kept in $OUTDIR/xdprec-capbench-loss-$rate-run$seed.{log,stat.json}" >&2
     fi
     [ "$SPOOL" = ram ] && umount "$store/spool"
     rm -rf "$store"
@@ -423,8 +428,8 @@ for sys in "${SYSTEMS[@]}"; do
     xdprec)
         echo "### xdprec capture"
         echo
-        table "$sys" "ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | spare misses | slowest seal ms | longest away ms | waited for core ms | steal ms" \
-            '$4' '$5' '$6+$7+$8' '$11' '$12' '$15' '$16' '$18' '$19' '$20'
+        table "$sys" "ring full | fill empty | no_socket+redirect_failed+dropped | veth tx_dropped | segments | spare misses | slowest seal ms | longest away ms | waited for core ms | steal ms | most ring entries waiting" \
+            '$4' '$5' '$6+$7+$8' '$11' '$12' '$15' '$16' '$18' '$19' '$20' '$22'
         ;;
     tcpdump:*)
         echo "### $(td_name "${sys#tcpdump:}")"

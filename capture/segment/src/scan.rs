@@ -306,9 +306,11 @@ const GROUP_FANOUT_BITS: u32 = 8;
 ///
 /// The counting sort runs in two stable passes (ents -> out by bucket of streams, out -> ents
 /// by stream, then the vectors are swapped): with 30,000 interleaved streams one pass scatters
-/// each entry to its own 4 KiB page, and those stores (TLB and cache misses) were half the
-/// sealer's time, 13 % of a capture core at 1.75 Mpps. Each pass writes to at most 256 places
-/// at a time, the second within its bucket's slice of the output. `ents` is left unspecified.
+/// each entry to its own 4 KiB page, and those stores (TLB and cache misses) took half of
+/// `assemble`'s samples in a profile at 1.75 Mpps. Each pass writes to at most 256 places at a
+/// time, the second within its bucket's slice of the output. Measured: `assemble` 13.1 ->
+/// 11.1 % of the capture core's samples; the sealer's CPU time did not move beyond noise.
+/// `ents` is left unspecified.
 fn group_by_stream(
     ents: &mut Vec<Ent>,
     builds: &[Build],
