@@ -22,7 +22,7 @@ use crate::pipeline::CHUNK;
 /// the batch's first chunk before any work): each frame's lines are asked for a whole chunk
 /// of work before the classifier and the CRC read them. Against 6 frames ahead, the capture
 /// thread's CPU time at 1.75 Mpps fell ~7 % (medians of six alternating 10 s runs each:
-/// 337 vs 362 ns a frame); 2 chunks ahead was no better.
+/// 336 vs 363 ns a frame); 2 chunks ahead was no better.
 const PREFETCH_AHEAD: usize = CHUNK;
 
 /// Asks the CPU to bring the first 256 bytes of `frame` (a G.711 RTP frame is 214) into L1.
