@@ -451,7 +451,7 @@ impl SchedSample {
         SchedSample {
             run_delay_ns: parse_schedstat_run_delay(&text(&format!("{task}/schedstat")))
                 .unwrap_or(0),
-            involuntary_switches: parse_status_field(
+            involuntary_switches: proc_field(
                 &text(&format!("{task}/status")),
                 "nonvoluntary_ctxt_switches",
             )
@@ -476,11 +476,12 @@ fn parse_schedstat_run_delay(text: &str) -> Option<u64> {
     text.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
-/// A "Name:\tvalue" line of `/proc/PID/status`.
-fn parse_status_field(text: &str, name: &str) -> Option<u64> {
+/// The number of a "Name:  value [unit]" line, the format of `/proc/PID/status` and
+/// `/proc/meminfo`.
+pub(crate) fn proc_field(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        (k == name).then(|| v.trim().parse().ok())?
+        (k == name).then(|| v.split_whitespace().next()?.parse().ok())?
     })
 }
 
@@ -551,15 +552,14 @@ mod tests {
         assert_eq!(parse_schedstat_run_delay("936555\n"), None);
         let status =
             "Name:\txdprec\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t7\n";
-        assert_eq!(
-            parse_status_field(status, "nonvoluntary_ctxt_switches"),
-            Some(7)
-        );
-        assert_eq!(
-            parse_status_field(status, "voluntary_ctxt_switches"),
-            Some(12)
-        );
-        assert_eq!(parse_status_field(status, "Threads"), None);
+        assert_eq!(proc_field(status, "nonvoluntary_ctxt_switches"), Some(7));
+        assert_eq!(proc_field(status, "voluntary_ctxt_switches"), Some(12));
+        assert_eq!(proc_field(status, "Threads"), None);
+        let meminfo =
+            "MemTotal:       24576000 kB\nHugePages_Free:      128\nHugepagesize:       2048 kB\n";
+        assert_eq!(proc_field(meminfo, "HugePages_Free"), Some(128));
+        assert_eq!(proc_field(meminfo, "Hugepagesize"), Some(2048));
+        assert_eq!(proc_field(meminfo, "HugePages"), None);
         let stat = "cpu  2548460 61053 1520373 3554347 146814 0 478885 12833 0 0\n\
                     cpu0 1060913 30175 792060 1808322 16050 0 468048 6276 0 0\n\
                     cpu1 1487546 30878 728313 1746025 130764 0 10836 6556 0 0\n\

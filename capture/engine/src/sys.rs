@@ -201,14 +201,8 @@ fn huge_pages_free_bytes() -> u64 {
     let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
         return 0;
     };
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field("HugePages_Free:") * field("Hugepagesize:") * 1024
+    let field = |name| crate::stats::proc_field(&text, name).unwrap_or(0);
+    field("HugePages_Free") * field("Hugepagesize") * 1024
 }
 
 /// One AF_XDP socket bound to one rx queue, with its own UMEM.
